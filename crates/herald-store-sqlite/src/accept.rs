@@ -1,0 +1,212 @@
+//! The two hot write paths: logging a batch of accepted events, and applying a batch of handled
+//! events. Both run inside one transaction opened by the caller.
+
+use herald_store::*;
+use rusqlite::{OptionalExtension, Transaction, params};
+
+use crate::conn::backend;
+
+fn insert_event(tx: &Transaction<'_>, e: &NewEvent) -> Result<i64> {
+    let payload = serde_json::to_string(&e.payload).map_err(backend)?;
+    tx.prepare_cached(
+        "INSERT INTO events (id, channel_type, bot_id, chat_id, payload, source, accepted_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )
+    .map_err(backend)?
+    .execute(params![
+        e.id,
+        e.dialog.channel_type,
+        e.dialog.bot_id,
+        e.dialog.chat_id,
+        payload,
+        e.source,
+        e.accepted_at.as_millisecond()
+    ])
+    .map_err(backend)?;
+    Ok(tx.last_insert_rowid())
+}
+
+pub(crate) fn accept_batch(tx: &Transaction<'_>, items: Vec<AcceptItem>) -> Result<Vec<AcceptOutcome>> {
+    let mut out = Vec::with_capacity(items.len());
+    for item in items {
+        out.push(match item {
+            AcceptItem::Event(e) => {
+                let seq = insert_event(tx, &e)?;
+                AcceptOutcome::Accepted(StoredEvent { seq, event: e })
+            }
+            AcceptItem::Pushback {
+                pushback_id,
+                data,
+                event_id,
+                source,
+                now,
+                idempotency,
+            } => activate(tx, pushback_id, data, event_id, source, now, idempotency)?,
+        });
+    }
+    Ok(out)
+}
+
+fn activate(
+    tx: &Transaction<'_>,
+    pushback_id: String,
+    data: Option<serde_json::Value>,
+    event_id: String,
+    source: String,
+    now: jiff::Timestamp,
+    idempotency: Option<IdempotencyKey>,
+) -> Result<AcceptOutcome> {
+    if let Some(k) = &idempotency {
+        let seen: Option<String> = tx
+            .prepare_cached("SELECT event_id FROM idempotency WHERE scope = ?1 AND key = ?2")
+            .map_err(backend)?
+            .query_row(params![k.scope, k.key], |r| r.get(0))
+            .optional()
+            .map_err(backend)?;
+        if let Some(event_id) = seen {
+            return Ok(AcceptOutcome::Repeated { event_id });
+        }
+    }
+    let now_ms = now.as_millisecond();
+    let row = tx
+        .prepare_cached(
+            "UPDATE pushbacks SET uses = uses + 1, last_used_at = ?2
+             WHERE id = ?1 AND (expires_at IS NULL OR expires_at > ?2) AND (max_uses IS NULL OR uses < max_uses)
+             RETURNING channel_type, bot_id, chat_id, event, event_data",
+        )
+        .map_err(backend)?
+        .query_row(params![pushback_id, now_ms], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, String>(1)?,
+                r.get::<_, String>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })
+        .optional()
+        .map_err(backend)?;
+    let Some((channel_type, bot_id, chat_id, name, stored)) = row else {
+        let exists: Option<i64> = tx
+            .prepare_cached("SELECT 1 FROM pushbacks WHERE id = ?1")
+            .map_err(backend)?
+            .query_row(params![pushback_id], |r| r.get(0))
+            .optional()
+            .map_err(backend)?;
+        return Ok(if exists.is_some() {
+            AcceptOutcome::Gone
+        } else {
+            AcceptOutcome::NotFound
+        });
+    };
+    let data = match data {
+        Some(d) => d,
+        None => crate::rows::json(&stored)?,
+    };
+    let event = NewEvent {
+        id: event_id,
+        dialog: DialogKey {
+            channel_type,
+            bot_id,
+            chat_id,
+        },
+        payload: EventPayload::Event { name, data },
+        source,
+        accepted_at: now,
+    };
+    let seq = insert_event(tx, &event)?;
+    if let Some(k) = &idempotency {
+        tx.prepare_cached("INSERT INTO idempotency (scope, key, event_id, created_at) VALUES (?1, ?2, ?3, ?4)")
+            .map_err(backend)?
+            .execute(params![k.scope, k.key, event.id, now_ms])
+            .map_err(backend)?;
+    }
+    Ok(AcceptOutcome::Accepted(StoredEvent { seq, event }))
+}
+
+/// Finds or creates the dialog (and its contact); returns `(dialog id, contact id)`.
+fn ensure_dialog(tx: &Transaction<'_>, key: &DialogKey, now_ms: i64) -> Result<(i64, i64)> {
+    let found: Option<(i64, i64)> = tx
+        .prepare_cached("SELECT id, contact_id FROM dialogs WHERE channel_type = ?1 AND bot_id = ?2 AND chat_id = ?3")
+        .map_err(backend)?
+        .query_row(params![key.channel_type, key.bot_id, key.chat_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .optional()
+        .map_err(backend)?;
+    if let Some(ids) = found {
+        return Ok(ids);
+    }
+    tx.prepare_cached("INSERT INTO contacts (created_at) VALUES (?1)")
+        .map_err(backend)?
+        .execute(params![now_ms])
+        .map_err(backend)?;
+    let contact_id = tx.last_insert_rowid();
+    tx.prepare_cached(
+        "INSERT INTO dialogs (channel_type, bot_id, chat_id, contact_id, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+    )
+    .map_err(backend)?
+    .execute(params![key.channel_type, key.bot_id, key.chat_id, contact_id, now_ms])
+    .map_err(backend)?;
+    Ok((tx.last_insert_rowid(), contact_id))
+}
+
+fn insert_message(tx: &Transaction<'_>, dialog_id: i64, dir: Direction, m: &NewMessage) -> Result<StoredMessage> {
+    let buttons = serde_json::to_string(&m.buttons).map_err(backend)?;
+    tx.prepare_cached("INSERT INTO messages (dialog_id, direction, text, buttons, ts) VALUES (?1, ?2, ?3, ?4, ?5)")
+        .map_err(backend)?
+        .execute(params![
+            dialog_id,
+            if dir == Direction::In { "in" } else { "out" },
+            m.text,
+            buttons,
+            m.ts.as_millisecond()
+        ])
+        .map_err(backend)?;
+    Ok(StoredMessage {
+        id: tx.last_insert_rowid(),
+        direction: dir,
+        text: m.text.clone(),
+        buttons: m.buttons.clone(),
+        ts: m.ts,
+    })
+}
+
+pub(crate) fn apply_batch(tx: &Transaction<'_>, handled: Vec<HandledEvent>) -> Result<Vec<Applied>> {
+    let now_ms = jiff::Timestamp::now().as_millisecond();
+    let mut out = Vec::with_capacity(handled.len());
+    for h in handled {
+        let (dialog_id, contact_id) = ensure_dialog(tx, &h.dialog, now_ms)?;
+        tx.prepare_cached("UPDATE dialogs SET state = ?2, session = ?3, updated_at = ?4 WHERE id = ?1")
+            .map_err(backend)?
+            .execute(params![dialog_id, h.state, h.session.to_string(), now_ms])
+            .map_err(backend)?;
+        if let Some(client) = &h.client {
+            tx.prepare_cached("UPDATE contacts SET data = ?2 WHERE id = ?1")
+                .map_err(backend)?
+                .execute(params![contact_id, client.to_string()])
+                .map_err(backend)?;
+        }
+        if let Some(m) = &h.incoming {
+            insert_message(tx, dialog_id, Direction::In, m)?;
+        }
+        let mut replies = Vec::with_capacity(h.replies.len());
+        for m in &h.replies {
+            replies.push(insert_message(tx, dialog_id, Direction::Out, m)?);
+        }
+        let mut raised = Vec::with_capacity(h.raise.len());
+        for e in h.raise {
+            let seq = insert_event(tx, &e)?;
+            raised.push(StoredEvent { seq, event: e });
+        }
+        tx.prepare_cached("UPDATE events SET handled = 1 WHERE seq = ?1")
+            .map_err(backend)?
+            .execute(params![h.seq])
+            .map_err(backend)?;
+        out.push(Applied {
+            dialog: h.dialog,
+            replies,
+            raised,
+        });
+    }
+    Ok(out)
+}

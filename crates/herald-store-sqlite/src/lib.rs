@@ -1,0 +1,317 @@
+//! The embedded default backend: SQLite in WAL mode through rusqlite, on blocking threads.
+//! Each trait call is one transaction; the engine batches, so one call carries many events.
+
+mod accept;
+mod conn;
+mod migrations;
+mod rows;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use herald_store::*;
+use jiff::Timestamp;
+use rusqlite::{OptionalExtension, params};
+
+pub use conn::Synchronous;
+use conn::{Pool, backend};
+use rows::*;
+
+pub struct SqliteStore {
+    pool: Arc<Pool>,
+}
+
+impl SqliteStore {
+    /// Opens (creating if needed) the database file and runs pending migrations.
+    pub fn open(path: &Path, sync: Synchronous) -> Result<Self> {
+        Ok(Self {
+            pool: Pool::open(path, sync)?,
+        })
+    }
+}
+
+#[async_trait::async_trait]
+impl Store for SqliteStore {
+    async fn ping(&self) -> Result<()> {
+        self.pool
+            .read(|c| c.query_row("SELECT 1", [], |_| Ok(())).map_err(backend))
+            .await
+    }
+
+    async fn accept(&self, items: Vec<AcceptItem>) -> Result<Vec<AcceptOutcome>> {
+        self.pool.write(move |tx| accept::accept_batch(tx, items)).await
+    }
+
+    async fn apply(&self, handled: Vec<HandledEvent>) -> Result<Vec<Applied>> {
+        self.pool.write(move |tx| accept::apply_batch(tx, handled)).await
+    }
+
+    async fn unhandled_events(&self, after_seq: i64, limit: usize) -> Result<Vec<StoredEvent>> {
+        self.pool
+            .read(move |c| {
+                let mut st = c
+                    .prepare_cached(
+                        "SELECT seq, id, channel_type, bot_id, chat_id, payload, source, accepted_at
+                         FROM events WHERE handled = 0 AND seq > ?1 ORDER BY seq LIMIT ?2",
+                    )
+                    .map_err(backend)?;
+                let rows = st
+                    .query_map(params![after_seq, limit as i64], event_row)
+                    .map_err(backend)?;
+                rows.map(|r| r.map_err(backend)?).collect()
+            })
+            .await
+    }
+
+    async fn load_dialog(&self, key: &DialogKey) -> Result<Option<DialogRecord>> {
+        let key = key.clone();
+        self.pool
+            .read(move |c| {
+                c.prepare_cached(
+                    "SELECT d.id, d.contact_id, d.state, d.session, c.data, d.acked_upto, d.created_at, d.updated_at
+                     FROM dialogs d JOIN contacts c ON c.id = d.contact_id
+                     WHERE d.channel_type = ?1 AND d.bot_id = ?2 AND d.chat_id = ?3",
+                )
+                .map_err(backend)?
+                .query_row(params![key.channel_type, key.bot_id, key.chat_id], |r| {
+                    Ok((
+                        r.get::<_, i64>(0)?,
+                        r.get::<_, i64>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, String>(3)?,
+                        r.get::<_, String>(4)?,
+                        r.get::<_, i64>(5)?,
+                        r.get::<_, i64>(6)?,
+                        r.get::<_, i64>(7)?,
+                    ))
+                })
+                .optional()
+                .map_err(backend)?
+                .map(|(id, contact_id, state, session, client, acked_upto, created, updated)| {
+                    Ok(DialogRecord {
+                        id,
+                        key: key.clone(),
+                        contact_id,
+                        state,
+                        session: json(&session)?,
+                        client: json(&client)?,
+                        acked_upto,
+                        created_at: ts(created),
+                        updated_at: ts(updated),
+                    })
+                })
+                .transpose()
+            })
+            .await
+    }
+
+    async fn list_messages(&self, key: &DialogKey, after: i64, limit: usize) -> Result<Vec<StoredMessage>> {
+        let key = key.clone();
+        self.pool
+            .read(move |c| {
+                let mut st = c
+                    .prepare_cached(
+                        "SELECT m.id, m.direction, m.text, m.buttons, m.ts FROM messages m
+                         JOIN dialogs d ON d.id = m.dialog_id
+                         WHERE d.channel_type = ?1 AND d.bot_id = ?2 AND d.chat_id = ?3 AND m.id > ?4
+                         ORDER BY m.id LIMIT ?5",
+                    )
+                    .map_err(backend)?;
+                let rows = st
+                    .query_map(
+                        params![key.channel_type, key.bot_id, key.chat_id, after, limit as i64],
+                        message_row,
+                    )
+                    .map_err(backend)?;
+                rows.map(|r| r.map_err(backend)?).collect()
+            })
+            .await
+    }
+
+    async fn unacked_messages(&self, key: &DialogKey, limit: usize) -> Result<Vec<StoredMessage>> {
+        let key = key.clone();
+        self.pool
+            .read(move |c| {
+                let mut st = c
+                    .prepare_cached(
+                        "SELECT m.id, m.direction, m.text, m.buttons, m.ts FROM messages m
+                         JOIN dialogs d ON d.id = m.dialog_id
+                         WHERE d.channel_type = ?1 AND d.bot_id = ?2 AND d.chat_id = ?3
+                           AND m.id > d.acked_upto AND m.direction = 'out'
+                         ORDER BY m.id LIMIT ?4",
+                    )
+                    .map_err(backend)?;
+                let rows = st
+                    .query_map(params![key.channel_type, key.bot_id, key.chat_id, limit as i64], message_row)
+                    .map_err(backend)?;
+                rows.map(|r| r.map_err(backend)?).collect()
+            })
+            .await
+    }
+
+    async fn ack_messages(&self, key: &DialogKey, up_to: i64) -> Result<()> {
+        let key = key.clone();
+        self.pool
+            .write(move |tx| {
+                tx.prepare_cached(
+                    "UPDATE dialogs SET acked_upto = MAX(acked_upto, ?4)
+                     WHERE channel_type = ?1 AND bot_id = ?2 AND chat_id = ?3",
+                )
+                .map_err(backend)?
+                .execute(params![key.channel_type, key.bot_id, key.chat_id, up_to])
+                .map_err(backend)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn create_pushback(&self, p: &Pushback) -> Result<()> {
+        let p = p.clone();
+        self.pool
+            .write(move |tx| {
+                tx.prepare_cached(
+                    "INSERT INTO pushbacks (id, channel_type, bot_id, chat_id, event, event_data, created_at, expires_at, max_uses, uses, last_used_at)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)",
+                )
+                .map_err(backend)?
+                .execute(params![
+                    p.id,
+                    p.dialog.channel_type,
+                    p.dialog.bot_id,
+                    p.dialog.chat_id,
+                    p.event,
+                    p.event_data.to_string(),
+                    p.created_at.as_millisecond(),
+                    p.expires_at.map(|t| t.as_millisecond()),
+                    p.max_uses,
+                    p.uses,
+                    p.last_used_at.map(|t| t.as_millisecond()),
+                ])
+                .map_err(backend)?;
+                Ok(())
+            })
+            .await
+    }
+
+    async fn get_pushback(&self, id: &str) -> Result<Option<Pushback>> {
+        let id = id.to_owned();
+        self.pool
+            .read(move |c| {
+                c.prepare_cached(&format!("SELECT {PUSHBACK_COLUMNS} FROM pushbacks WHERE id = ?1"))
+                    .map_err(backend)?
+                    .query_row(params![id], pushback_row)
+                    .optional()
+                    .map_err(backend)?
+                    .transpose()
+            })
+            .await
+    }
+
+    async fn list_pushbacks(&self, bot_id: Option<&str>, chat_id: Option<&str>, limit: usize) -> Result<Vec<Pushback>> {
+        let (bot_id, chat_id) = (bot_id.map(str::to_owned), chat_id.map(str::to_owned));
+        self.pool
+            .read(move |c| {
+                let mut st = c
+                    .prepare_cached(&format!(
+                        "SELECT {PUSHBACK_COLUMNS} FROM pushbacks
+                         WHERE (?1 IS NULL OR bot_id = ?1) AND (?2 IS NULL OR chat_id = ?2)
+                         ORDER BY created_at, id LIMIT ?3"
+                    ))
+                    .map_err(backend)?;
+                let rows = st
+                    .query_map(params![bot_id, chat_id, limit as i64], pushback_row)
+                    .map_err(backend)?;
+                rows.map(|r| r.map_err(backend)?).collect()
+            })
+            .await
+    }
+
+    async fn delete_pushback(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        self.pool
+            .write(move |tx| {
+                let n = tx
+                    .prepare_cached("DELETE FROM pushbacks WHERE id = ?1")
+                    .map_err(backend)?
+                    .execute(params![id])
+                    .map_err(backend)?;
+                Ok(n > 0)
+            })
+            .await
+    }
+
+    async fn get_contact(&self, id: i64) -> Result<Option<Contact>> {
+        self.pool
+            .read(move |c| {
+                let Some((subscriber_id, data, tags, created)) = c
+                    .prepare_cached("SELECT subscriber_id, data, tags, created_at FROM contacts WHERE id = ?1")
+                    .map_err(backend)?
+                    .query_row(params![id], |r| {
+                        Ok((
+                            r.get::<_, Option<String>>(0)?,
+                            r.get::<_, String>(1)?,
+                            r.get::<_, String>(2)?,
+                            r.get::<_, i64>(3)?,
+                        ))
+                    })
+                    .optional()
+                    .map_err(backend)?
+                else {
+                    return Ok(None);
+                };
+                let mut st = c
+                    .prepare_cached(
+                        "SELECT channel_type, bot_id, chat_id FROM dialogs WHERE contact_id = ?1 ORDER BY id",
+                    )
+                    .map_err(backend)?;
+                let dialogs = st
+                    .query_map(params![id], |r| {
+                        Ok(DialogKey {
+                            channel_type: r.get(0)?,
+                            bot_id: r.get(1)?,
+                            chat_id: r.get(2)?,
+                        })
+                    })
+                    .map_err(backend)?
+                    .collect::<rusqlite::Result<Vec<_>>>()
+                    .map_err(backend)?;
+                Ok(Some(Contact {
+                    id,
+                    subscriber_id,
+                    data: json(&data)?,
+                    tags: serde_json::from_str(&tags).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                    created_at: ts(created),
+                    dialogs,
+                }))
+            })
+            .await
+    }
+
+    async fn purge_idempotency(&self, before: Timestamp) -> Result<u64> {
+        self.pool
+            .write(move |tx| {
+                let n = tx
+                    .execute(
+                        "DELETE FROM idempotency WHERE created_at < ?1",
+                        params![before.as_millisecond()],
+                    )
+                    .map_err(backend)?;
+                Ok(n as u64)
+            })
+            .await
+    }
+
+    async fn stats(&self) -> Result<Stats> {
+        self.pool
+            .read(|c| {
+                let q = |sql: &str| -> Result<i64> { c.query_row(sql, [], |r| r.get(0)).map_err(backend) };
+                Ok(Stats {
+                    accepted: q("SELECT COALESCE(MAX(seq), 0) FROM events")?,
+                    pending: q("SELECT COUNT(*) FROM events WHERE handled = 0")?,
+                    dialogs: q("SELECT COALESCE(MAX(id), 0) FROM dialogs")?,
+                    messages: q("SELECT COALESCE(MAX(id), 0) FROM messages")?,
+                })
+            })
+            .await
+    }
+}

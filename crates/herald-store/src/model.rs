@@ -1,0 +1,186 @@
+//! Records that cross the storage boundary. Backends map them to rows; the engine never sees SQL.
+
+use jiff::Timestamp;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// A dialog is one conversation of a bot on one channel with one chat.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DialogKey {
+    pub channel_type: String,
+    pub bot_id: String,
+    pub chat_id: String,
+}
+
+impl DialogKey {
+    pub fn new(channel_type: &str, bot_id: &str, chat_id: &str) -> Self {
+        Self {
+            channel_type: channel_type.to_owned(),
+            bot_id: bot_id.to_owned(),
+            chat_id: chat_id.to_owned(),
+        }
+    }
+}
+
+/// What happened in a dialog: a user's text, a pressed button, or a named event with data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase")]
+pub enum EventPayload {
+    Text { text: String },
+    Button { id: String, text: String },
+    Event { name: String, data: Value },
+}
+
+/// An event on its way into the accept log.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    /// Sortable (UUID v7), returned to the caller as `eventId`.
+    pub id: String,
+    pub dialog: DialogKey,
+    pub payload: EventPayload,
+    /// Who raised it, for the event history: `pushback:<id>`, `chatwidget`, `api`, `system`.
+    pub source: String,
+    pub accepted_at: Timestamp,
+}
+
+/// An event in the accept log. `seq` orders events globally; per dialog it is the handling order.
+#[derive(Debug, Clone)]
+pub struct StoredEvent {
+    pub seq: i64,
+    pub event: NewEvent,
+}
+
+/// An `Idempotency-Key` scoped to what it protects (e.g. `push:<pushback id>`).
+#[derive(Debug, Clone)]
+pub struct IdempotencyKey {
+    pub scope: String,
+    pub key: String,
+}
+
+/// One write into the accept log, decided inside the batch transaction.
+#[derive(Debug, Clone)]
+pub enum AcceptItem {
+    /// An event whose dialog is already known (chat message, API message).
+    Event(NewEvent),
+    /// A pushback activation: the backend checks the link (exists, not expired, not used up),
+    /// counts the use, and logs the event, all in the batch transaction.
+    Pushback {
+        pushback_id: String,
+        /// The request's data; `None` means "use the pushback's stored eventData".
+        data: Option<Value>,
+        event_id: String,
+        source: String,
+        now: Timestamp,
+        idempotency: Option<IdempotencyKey>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub enum AcceptOutcome {
+    Accepted(StoredEvent),
+    /// The idempotency key was seen: the first answer's event id, nothing new was logged.
+    Repeated { event_id: String },
+    NotFound,
+    /// Expired or used up.
+    Gone,
+}
+
+/// The result of handling one event: everything is applied in one transaction with the
+/// "handled" mark, so a crash either keeps all of it or replays the event.
+#[derive(Debug, Clone)]
+pub struct HandledEvent {
+    pub seq: i64,
+    pub dialog: DialogKey,
+    /// The dialog's current state path after the event (`None`: no current state).
+    pub state: Option<String>,
+    pub session: Value,
+    /// The contact's `$client` data, when the turn changed it.
+    pub client: Option<Value>,
+    /// The user's own message, recorded in the dialog history.
+    pub incoming: Option<NewMessage>,
+    pub replies: Vec<NewMessage>,
+    /// Follow-up events (e.g. `scriptError`) logged in the same transaction.
+    pub raise: Vec<NewEvent>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ButtonOut {
+    pub id: String,
+    pub text: String,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewMessage {
+    pub text: String,
+    pub buttons: Vec<ButtonOut>,
+    pub ts: Timestamp,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    In,
+    Out,
+}
+
+#[derive(Debug, Clone)]
+pub struct StoredMessage {
+    pub id: i64,
+    pub direction: Direction,
+    pub text: String,
+    pub buttons: Vec<ButtonOut>,
+    pub ts: Timestamp,
+}
+
+/// What applying one handled event produced, for delivery after the commit.
+#[derive(Debug, Clone)]
+pub struct Applied {
+    pub dialog: DialogKey,
+    pub replies: Vec<StoredMessage>,
+    pub raised: Vec<StoredEvent>,
+}
+
+#[derive(Debug, Clone)]
+pub struct DialogRecord {
+    pub id: i64,
+    pub key: DialogKey,
+    pub contact_id: i64,
+    pub state: Option<String>,
+    pub session: Value,
+    pub client: Value,
+    /// The last outgoing message id the client acknowledged.
+    pub acked_upto: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pushback {
+    pub id: String,
+    pub dialog: DialogKey,
+    pub event: String,
+    pub event_data: Value,
+    pub created_at: Timestamp,
+    pub expires_at: Option<Timestamp>,
+    pub max_uses: Option<i64>,
+    pub uses: i64,
+    pub last_used_at: Option<Timestamp>,
+}
+
+#[derive(Debug, Clone)]
+pub struct Contact {
+    pub id: i64,
+    pub subscriber_id: Option<String>,
+    pub data: Value,
+    pub tags: Vec<String>,
+    pub created_at: Timestamp,
+    pub dialogs: Vec<DialogKey>,
+}
+
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    pub accepted: i64,
+    pub pending: i64,
+    pub dialogs: i64,
+    pub messages: i64,
+}
