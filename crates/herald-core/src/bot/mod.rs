@@ -1,0 +1,25 @@
+//! Bots: the compiled model ([`model`]) and the `bot.yaml` loader that builds it.
+//!
+//! Loading is two passes. The first walks the YAML tree (with line/column spans from
+//! `marked-yaml`) and builds the state arena, triggers, code table and still-unresolved reactions;
+//! the second resolves every `go:` target once all states are known and checks scripts for
+//! pushbacks that would use reserved event names. Both passes collect diagnostics instead of
+//! stopping at the first problem.
+
+pub mod model;
+
+mod hints;
+mod js;
+mod parse;
+pub mod pattern;
+mod reactions;
+mod resolve;
+mod states;
+mod texts;
+mod yaml;
+
+#[cfg(test)]
+pub(crate) mod tests;
+
+pub use parse::parse_bot;
+pub use resolve::resolve_state;

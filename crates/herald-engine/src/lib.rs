@@ -1,0 +1,208 @@
+//! The engine: the path of one event from acceptance to delivery.
+//!
+//! ```text
+//! accept ─▶ group commit (one transaction per batch) ─▶ dispatch by dialog hash
+//!        ─▶ worker thread (scenario + JS sandbox) ─▶ group apply (state, replies, handled mark)
+//!        ─▶ hub (live sockets) / storage (offline replay)
+//! ```
+//! A caller's accept returns only after its event is committed. Workers do not wait for their
+//! results to commit before taking the next event: a worker keeps the dialogs it handles in a
+//! cache, so the next event of a dialog sees the previous one's state; a crash replays every
+//! event whose results were not committed, in order.
+
+mod apply;
+mod commit;
+pub mod host;
+pub mod hub;
+pub mod pushgate;
+pub mod turn;
+mod worker;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use herald_core::Project;
+use herald_script::Limits;
+use herald_store::{AcceptItem, AcceptOutcome, Store, StoreError, StoredMessage};
+use tokio::sync::{mpsc, oneshot};
+
+pub use hub::Hub;
+
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Worker threads, each with its own JavaScript runtime; dialogs are spread over them.
+    pub workers: usize,
+    pub script_limits: Limits,
+    pub public_url: String,
+    pub http_allow_link_local: bool,
+    pub http_timeout: Duration,
+    /// Most events in one accept transaction.
+    pub max_batch: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            workers: 4,
+            script_limits: Limits::default(),
+            public_url: "http://127.0.0.1:8080".into(),
+            http_allow_link_local: false,
+            http_timeout: Duration::from_secs(10),
+            max_batch: 1024,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("the engine is shutting down")]
+    ShuttingDown,
+    #[error("{0}")]
+    Startup(String),
+}
+
+/// State shared by the HTTP layer, the workers and the commit tasks.
+pub struct Shared {
+    pub store: Arc<dyn Store>,
+    pub project: Arc<Project>,
+    pub config: EngineConfig,
+    pub hub: Hub,
+    pub(crate) http: reqwest::Client,
+    pub(crate) dispatch: worker::Dispatch,
+    /// Callers waiting for an event's replies (`wait` on the messages API).
+    pub(crate) waiters: Mutex<HashMap<String, oneshot::Sender<Vec<StoredMessage>>>>,
+    pub(crate) counters: Counters,
+}
+
+#[derive(Default)]
+pub struct Counters {
+    pub accepted: AtomicU64,
+    pub handled: AtomicU64,
+}
+
+pub struct Engine {
+    shared: Arc<Shared>,
+    accept_tx: Mutex<Option<mpsc::Sender<commit::AcceptRequest>>>,
+    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
+}
+
+impl Engine {
+    /// Starts workers and commit tasks, then re-dispatches every event that was accepted but not
+    /// handled before the last stop, in accept order.
+    pub async fn start(store: Arc<dyn Store>, project: Arc<Project>, config: EngineConfig) -> Result<Arc<Self>, EngineError> {
+        let (apply_tx, apply_rx) = mpsc::channel(8192);
+        let (dispatch, receivers) = worker::Dispatch::new(config.workers.max(1));
+        let shared = Arc::new(Shared {
+            http: host::http_client(config.http_allow_link_local),
+            store,
+            project,
+            config,
+            hub: Hub::default(),
+            dispatch,
+            waiters: Mutex::new(HashMap::new()),
+            counters: Counters::default(),
+        });
+        let workers = worker::spawn_all(&shared, receivers, apply_tx)?;
+        let apply_task = tokio::spawn(apply::run(shared.clone(), apply_rx));
+        let (accept_tx, accept_rx) = mpsc::channel(16384);
+        let accept_task = tokio::spawn(commit::run(shared.clone(), accept_rx));
+        let engine = Arc::new(Self {
+            shared: shared.clone(),
+            accept_tx: Mutex::new(Some(accept_tx)),
+            tasks: Mutex::new(vec![accept_task, apply_task]),
+            workers: Mutex::new(workers),
+        });
+        engine.recover().await?;
+        Ok(engine)
+    }
+
+    async fn recover(&self) -> Result<(), EngineError> {
+        let last = self.shared.store.stats().await?.accepted;
+        let mut after = 0;
+        let mut count = 0usize;
+        loop {
+            let page = self.shared.store.unhandled_events(after, 1000).await?;
+            let Some(tail) = page.last() else { break };
+            after = tail.seq;
+            for e in page {
+                if e.seq > last {
+                    break;
+                }
+                count += 1;
+                self.shared.dispatch.send(e, Instant::now()).await;
+            }
+            if after >= last {
+                break;
+            }
+        }
+        if count > 0 {
+            tracing::info!(events = count, "replaying events accepted before the last stop");
+        }
+        Ok(())
+    }
+
+    pub fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
+    /// Logs the items durably (group commit) and dispatches the accepted ones.
+    pub async fn accept(&self, item: AcceptItem) -> Result<AcceptOutcome, EngineError> {
+        let tx = self
+            .accept_tx
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .clone()
+            .ok_or(EngineError::ShuttingDown)?;
+        let (reply, rx) = oneshot::channel();
+        tx.send(commit::AcceptRequest { item, reply })
+            .await
+            .map_err(|_| EngineError::ShuttingDown)?;
+        rx.await.map_err(|_| EngineError::ShuttingDown)?
+    }
+
+    /// Registers interest in an event's replies before it is accepted.
+    pub fn watch(&self, event_id: &str) -> oneshot::Receiver<Vec<StoredMessage>> {
+        let (tx, rx) = oneshot::channel();
+        self.shared
+            .waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(event_id.to_owned(), tx);
+        rx
+    }
+
+    pub fn unwatch(&self, event_id: &str) {
+        self.shared.waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(event_id);
+    }
+
+    pub fn counters(&self) -> (u64, u64) {
+        let c = &self.shared.counters;
+        (c.accepted.load(Ordering::Relaxed), c.handled.load(Ordering::Relaxed))
+    }
+
+    /// Stops taking events, lets workers finish what they were given, commits their results.
+    pub async fn shutdown(&self) {
+        drop(self.accept_tx.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        let mut tasks = tasks.into_iter();
+        if let Some(accept) = tasks.next() {
+            let _ = accept.await;
+        }
+        self.shared.dispatch.stop_all().await;
+        let workers: Vec<_> = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
+        let _ = tokio::task::spawn_blocking(move || {
+            for w in workers {
+                let _ = w.join();
+            }
+        })
+        .await;
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+}

@@ -1,0 +1,349 @@
+//! Worker threads. Each owns a JavaScript sandbox (QuickJS runtimes cannot move between
+//! threads) and a share of the dialogs: an event goes to the worker picked by hashing its dialog
+//! key, so one dialog's events are handled one at a time, in accept order, without locks.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasher, Hash, Hasher};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Instant;
+
+use herald_script::{Sandbox, TurnInput};
+use herald_store::{DialogKey, EventPayload, HandledEvent, NewEvent, NewMessage, StoredEvent};
+use jiff::Timestamp;
+use serde_json::{Value, json};
+use tokio::sync::mpsc;
+
+use crate::apply::ApplyItem;
+use crate::host::WorkerHost;
+use crate::{EngineError, Shared, turn};
+
+pub(crate) enum Work {
+    Event(StoredEvent, Instant),
+    Stop,
+}
+
+/// Routes events to workers by dialog.
+pub(crate) struct Dispatch {
+    senders: Vec<mpsc::Sender<Work>>,
+    hasher: std::collections::hash_map::RandomState,
+    /// Per worker: the highest ticket whose results are committed.
+    pub(crate) committed: Vec<AtomicU64>,
+}
+
+const QUEUE_PER_WORKER: usize = 16384;
+/// Dialogs a worker keeps in memory before dropping settled ones.
+const CACHE_SOFT_LIMIT: usize = 50_000;
+
+impl Dispatch {
+    pub(crate) fn new(n: usize) -> (Self, Vec<mpsc::Receiver<Work>>) {
+        let (senders, receivers) = (0..n).map(|_| mpsc::channel(QUEUE_PER_WORKER)).unzip();
+        let committed = (0..n).map(|_| AtomicU64::new(0)).collect();
+        (
+            Self {
+                senders,
+                hasher: Default::default(),
+                committed,
+            },
+            receivers,
+        )
+    }
+
+    fn shard(&self, key: &DialogKey) -> usize {
+        let mut h = self.hasher.build_hasher();
+        key.hash(&mut h);
+        (h.finish() % self.senders.len() as u64) as usize
+    }
+
+    pub(crate) async fn send(&self, event: StoredEvent, accepted: Instant) {
+        let i = self.shard(&event.event.dialog);
+        // A closed queue means we are stopping; the event is durable and replays at next start.
+        let _ = self.senders[i].send(Work::Event(event, accepted)).await;
+    }
+
+    pub(crate) async fn stop_all(&self) {
+        for s in &self.senders {
+            let _ = s.send(Work::Stop).await;
+        }
+    }
+}
+
+pub(crate) fn spawn_all(
+    shared: &Arc<Shared>,
+    receivers: Vec<mpsc::Receiver<Work>>,
+    apply_tx: mpsc::Sender<ApplyItem>,
+) -> Result<Vec<std::thread::JoinHandle<()>>, EngineError> {
+    let handle = tokio::runtime::Handle::current();
+    receivers
+        .into_iter()
+        .enumerate()
+        .map(|(i, rx)| {
+            let (shared, apply_tx, handle) = (shared.clone(), apply_tx.clone(), handle.clone());
+            std::thread::Builder::new()
+                .name(format!("herald-worker-{i}"))
+                .spawn(move || Worker::new(i, shared, apply_tx, handle).run(rx))
+                .map_err(|e| EngineError::Startup(format!("cannot start worker thread: {e}")))
+        })
+        .collect()
+}
+
+struct Cached {
+    state: Option<String>,
+    session: Value,
+    client: Value,
+    ticket: u64,
+}
+
+struct Worker {
+    index: usize,
+    shared: Arc<Shared>,
+    apply_tx: mpsc::Sender<ApplyItem>,
+    handle: tokio::runtime::Handle,
+    sandbox: Option<Sandbox>,
+    cache: HashMap<DialogKey, Cached>,
+    ticket: u64,
+}
+
+impl Worker {
+    fn new(index: usize, shared: Arc<Shared>, apply_tx: mpsc::Sender<ApplyItem>, handle: tokio::runtime::Handle) -> Self {
+        let sandbox = match Sandbox::new(shared.config.script_limits) {
+            Ok(mut sb) => {
+                for bot in shared.project.bots.values() {
+                    if let Err(diags) = sb.load_bot(bot) {
+                        for d in diags {
+                            tracing::error!(bot = %bot.id, "{d}");
+                        }
+                    }
+                }
+                Some(sb)
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "worker has no JavaScript engine");
+                None
+            }
+        };
+        Self {
+            index,
+            shared,
+            apply_tx,
+            handle,
+            sandbox,
+            cache: HashMap::new(),
+            ticket: 0,
+        }
+    }
+
+    fn run(mut self, mut rx: mpsc::Receiver<Work>) {
+        while let Some(work) = rx.blocking_recv() {
+            match work {
+                Work::Stop => break,
+                Work::Event(e, accepted) => {
+                    let item = self.handle_event(e, accepted);
+                    if self.apply_tx.blocking_send(item).is_err() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    fn load(&mut self, key: &DialogKey) -> &mut Cached {
+        if !self.cache.contains_key(key) {
+            if self.cache.len() >= CACHE_SOFT_LIMIT {
+                let done = self.shared.dispatch.committed[self.index].load(Ordering::Acquire);
+                self.cache.retain(|_, c| c.ticket > done);
+            }
+            let record = self
+                .handle
+                .block_on(self.shared.store.load_dialog(key))
+                .unwrap_or_else(|e| {
+                    tracing::error!(error = %e, "cannot load dialog; starting it afresh");
+                    None
+                });
+            let cached = match record {
+                Some(d) => Cached {
+                    state: d.state,
+                    session: d.session,
+                    client: d.client,
+                    ticket: 0,
+                },
+                None => Cached {
+                    state: None,
+                    session: json!({}),
+                    client: json!({}),
+                    ticket: 0,
+                },
+            };
+            self.cache.insert(key.clone(), cached);
+        }
+        self.cache.get_mut(key).expect("inserted above")
+    }
+
+    fn handle_event(&mut self, stored: StoredEvent, accepted: Instant) -> ApplyItem {
+        let started = Instant::now();
+        let StoredEvent { seq, event } = stored;
+        let key = event.dialog.clone();
+        let (state_before, session, client) = {
+            let c = self.load(&key);
+            (c.state.clone(), c.session.clone(), c.client.clone())
+        };
+        let now = Timestamp::now();
+        let incoming = match &event.payload {
+            EventPayload::Text { text } => Some(text.clone()),
+            EventPayload::Button { text, .. } => Some(text.clone()),
+            EventPayload::Event { .. } => None,
+        }
+        .map(|text| NewMessage {
+            text,
+            buttons: vec![],
+            ts: now,
+        });
+        let mut handled = HandledEvent {
+            seq,
+            dialog: key.clone(),
+            state: state_before.clone(),
+            session: session.clone(),
+            client: None,
+            incoming,
+            replies: vec![],
+            raise: vec![],
+        };
+        if let Some(bot) = self.shared.project.bots.get(&key.bot_id).cloned() {
+            let current = state_before.as_deref().and_then(|p| bot.state_by_path(p));
+            match turn::target_state(&bot, current, &event.payload) {
+                None => tracing::debug!(bot = %key.bot_id, event = ?event.payload, "no state handles this event"),
+                Some(target) => self.run_turn(&bot, current, target, &event, &session, &client, &mut handled),
+            }
+        } else {
+            tracing::warn!(bot = %key.bot_id, "event for a bot that is no longer defined; dropped");
+        }
+        self.ticket += 1;
+        let c = self.cache.get_mut(&key).expect("loaded above");
+        c.state = handled.state.clone();
+        c.session = handled.session.clone();
+        if let Some(cl) = &handled.client {
+            c.client = cl.clone();
+        }
+        c.ticket = self.ticket;
+        metrics::histogram!("herald_handle_seconds").record(started.elapsed().as_secs_f64());
+        ApplyItem {
+            handled,
+            worker: self.index,
+            ticket: self.ticket,
+            accepted,
+            event_id: event.id,
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn run_turn(
+        &mut self,
+        bot: &herald_core::BotDef,
+        current: Option<herald_core::StateId>,
+        target: herald_core::StateId,
+        event: &NewEvent,
+        session: &Value,
+        client: &Value,
+        handled: &mut HandledEvent,
+    ) {
+        let request = request_json(event);
+        let host = Rc::new(WorkerHost {
+            shared: self.shared.clone(),
+            handle: self.handle.clone(),
+            dialog: event.dialog.clone(),
+        });
+        let Some(sandbox) = self.sandbox.as_mut() else {
+            tracing::error!("no JavaScript engine on this worker; event not handled");
+            return;
+        };
+        let input = TurnInput {
+            request: &request,
+            session,
+            client,
+        };
+        let (outcome, finished) = match sandbox.turn(&bot.id, input, host) {
+            Ok(mut js) => {
+                let outcome = turn::run(bot, current, target, &mut js);
+                let finished = if outcome.error.is_none() { Some(js.finish()) } else { None };
+                (outcome, finished)
+            }
+            Err(e) => (
+                turn::TurnOutcome {
+                    state: current,
+                    replies: vec![],
+                    error: Some(e),
+                    handled_by: Some(target),
+                },
+                None,
+            ),
+        };
+        let now = Timestamp::now();
+        handled.replies = outcome
+            .replies
+            .into_iter()
+            .map(|r| NewMessage {
+                text: r.text,
+                buttons: r.buttons,
+                ts: now,
+            })
+            .collect();
+        let error = match finished {
+            Some(Ok(state)) => {
+                handled.state = outcome.state.map(|s| bot.state(s).path.clone());
+                handled.session = state.session;
+                if &state.client != client {
+                    handled.client = Some(state.client);
+                }
+                None
+            }
+            Some(Err(e)) => Some(e),
+            None => outcome.error,
+        };
+        if let Some(e) = error {
+            let state_path = outcome.handled_by.map(|s| bot.state(s).path.clone());
+            tracing::warn!(bot = %bot.id, chat = %event.dialog.chat_id, state = ?state_path, kind = ?e.kind, "script error: {}", e.message);
+            metrics::counter!("herald_script_errors_total").increment(1);
+            let is_script_error = matches!(&event.payload, EventPayload::Event { name, .. } if name == "scriptError");
+            if !is_script_error {
+                handled.raise.push(NewEvent {
+                    id: uuid::Uuid::now_v7().to_string(),
+                    dialog: event.dialog.clone(),
+                    payload: EventPayload::Event {
+                        name: "scriptError".into(),
+                        data: json!({
+                            "message": e.message,
+                            "kind": format!("{:?}", e.kind).to_lowercase(),
+                            "state": state_path,
+                            "eventId": event.id,
+                        }),
+                    },
+                    source: "system".into(),
+                    accepted_at: now,
+                });
+            }
+        }
+    }
+}
+
+/// `$request` as scripts see it.
+fn request_json(e: &NewEvent) -> Value {
+    let d = &e.dialog;
+    let (query, answer_id, event, data) = match &e.payload {
+        EventPayload::Text { text } => (Some(text.as_str()), None, None, Value::Null),
+        EventPayload::Button { id, text } => (Some(text.as_str()), Some(id.as_str()), None, Value::Null),
+        EventPayload::Event { name, data } => (None, None, Some(name.as_str()), data.clone()),
+    };
+    json!({
+        "channelType": d.channel_type,
+        "botId": d.bot_id,
+        "channelUserId": d.chat_id,
+        "chatId": d.chat_id,
+        "query": query,
+        "answerId": answer_id,
+        "event": event,
+        "eventId": e.id,
+        "data": data,
+        "rawRequest": {"eventData": data, "text": query, "source": e.source},
+    })
+}

@@ -1,0 +1,347 @@
+//! The JavaScript sandbox (QuickJS through rquickjs). One [`Sandbox`] lives on one worker thread:
+//! one runtime with a memory cap and a wall-clock interrupt, one context per bot, and every
+//! snippet of every bot compiled once into a function that is called per event.
+//!
+//! Scripts see only the documented globals (`$request`, `$session`, `$client`, `$temp`,
+//! `$injector`, `$reactions`, `$pushgate`, `$http`, `log`). Host services go through the [`Host`]
+//! trait, which the engine implements; a host call blocks the script, and its time does not count
+//! against the script's budget.
+
+mod check;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use herald_core::bot::model::{BotDef, CodeId, Template, TemplatePart};
+use herald_core::diag::Diagnostic;
+use rquickjs::{Context, Ctx, Exception, Function, Object, Persistent, Runtime};
+use serde_json::Value;
+
+pub use check::check_bot;
+
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub time: Duration,
+    pub memory_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            time: Duration::from_secs(1),
+            memory_bytes: 32 << 20,
+        }
+    }
+}
+
+/// Services a script may call. Errors become JavaScript exceptions in the script.
+pub trait Host {
+    fn http(&self, method: &str, url: &str, opts: &Value) -> Result<Value, String>;
+    fn create_pushback(&self, args: &[Value]) -> Result<Value, String>;
+    fn delete_pushback(&self, id: &str) -> Result<bool, String>;
+    fn log(&self, message: &str);
+}
+
+/// What a script asked for through `$reactions`.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ScriptReaction {
+    Answer(String),
+    Buttons(Vec<(Option<String>, String)>),
+    Transition(String),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorKind {
+    Timeout,
+    OutOfMemory,
+    Exception,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct ScriptError {
+    pub kind: ErrorKind,
+    pub message: String,
+}
+
+/// The per-event inputs a turn starts from.
+pub struct TurnInput<'a> {
+    pub request: &'a Value,
+    pub session: &'a Value,
+    pub client: &'a Value,
+}
+
+/// What a turn leaves behind.
+pub struct TurnState {
+    pub session: Value,
+    pub client: Value,
+}
+
+type HostSlot = Rc<RefCell<Option<Rc<dyn Host>>>>;
+
+struct BotJs {
+    ctx: Context,
+    code: Vec<Persistent<Function<'static>>>,
+}
+
+pub struct Sandbox {
+    rt: Runtime,
+    limits: Limits,
+    bots: HashMap<String, BotJs>,
+    deadline: Rc<Cell<Option<Instant>>>,
+    host: HostSlot,
+    out: Rc<RefCell<Vec<ScriptReaction>>>,
+}
+
+impl Sandbox {
+    pub fn new(limits: Limits) -> Result<Self, ScriptError> {
+        let fail = |e: rquickjs::Error| ScriptError {
+            kind: ErrorKind::Exception,
+            message: format!("cannot start the JavaScript engine: {e}"),
+        };
+        let rt = Runtime::new().map_err(fail)?;
+        rt.set_memory_limit(limits.memory_bytes);
+        rt.set_max_stack_size(1 << 20);
+        let deadline: Rc<Cell<Option<Instant>>> = Rc::new(Cell::new(None));
+        let d = deadline.clone();
+        rt.set_interrupt_handler(Some(Box::new(move || d.get().is_some_and(|t| Instant::now() >= t))));
+        Ok(Self {
+            rt,
+            limits,
+            bots: HashMap::new(),
+            deadline,
+            host: Rc::new(RefCell::new(None)),
+            out: Rc::new(RefCell::new(Vec::new())),
+        })
+    }
+
+    /// Compiles every snippet of `bot` (replacing an earlier version of it).
+    pub fn load_bot(&mut self, bot: &BotDef) -> Result<(), Vec<Diagnostic>> {
+        let engine_err = |e: rquickjs::Error| vec![Diagnostic::new(&bot.file, 0, 0, format!("JavaScript engine: {e}"))];
+        let ctx = Context::full(&self.rt).map_err(engine_err)?;
+        let (host, out, deadline) = (self.host.clone(), self.out.clone(), self.deadline.clone());
+        let code = ctx.with(|ctx| -> Result<Vec<_>, Vec<Diagnostic>> {
+            install_bridge(&ctx, host, out, deadline).map_err(engine_err)?;
+            ctx.eval::<(), _>(include_str!("prelude.js")).map_err(engine_err)?;
+            let injector = ctx
+                .json_parse(bot.injector.to_string())
+                .and_then(|v| ctx.globals().set("$injector", v))
+                .and_then(|_| ctx.eval::<(), _>("__freeze($injector)"));
+            injector.map_err(engine_err)?;
+            let mut compiled = Vec::with_capacity(bot.code.len());
+            let mut errors = Vec::new();
+            for c in &bot.code {
+                match check::compile(&ctx, c) {
+                    Ok(f) => compiled.push(Persistent::save(&ctx, f)),
+                    Err(d) => errors.push(d),
+                }
+            }
+            if errors.is_empty() { Ok(compiled) } else { Err(errors) }
+        })?;
+        self.bots.insert(bot.id.clone(), BotJs { ctx, code });
+        Ok(())
+    }
+
+    /// Starts handling one event of `bot_id`: sets the per-turn globals.
+    pub fn turn(&mut self, bot_id: &str, input: TurnInput<'_>, host: Rc<dyn Host>) -> Result<Turn<'_>, ScriptError> {
+        let bot = self.bots.get(bot_id).ok_or_else(|| ScriptError {
+            kind: ErrorKind::Exception,
+            message: format!("bot `{bot_id}` is not loaded"),
+        })?;
+        *self.host.borrow_mut() = Some(host);
+        self.out.borrow_mut().clear();
+        bot.ctx.with(|ctx| -> rquickjs::Result<()> {
+            let g = ctx.globals();
+            g.set("$request", ctx.json_parse(input.request.to_string())?)?;
+            g.set("$session", ctx.json_parse(input.session.to_string())?)?;
+            g.set("$client", ctx.json_parse(input.client.to_string())?)?;
+            g.set("$temp", Object::new(ctx.clone())?)?;
+            Ok(())
+        })
+        .map_err(|e| ScriptError {
+            kind: ErrorKind::Exception,
+            message: format!("cannot prepare the script globals: {e}"),
+        })?;
+        Ok(Turn {
+            bot,
+            limits: self.limits,
+            deadline: &self.deadline,
+            out: &self.out,
+            host: &self.host,
+            rt: &self.rt,
+        })
+    }
+}
+
+/// One event's worth of script calls against one bot context.
+pub struct Turn<'a> {
+    bot: &'a BotJs,
+    limits: Limits,
+    deadline: &'a Rc<Cell<Option<Instant>>>,
+    out: &'a Rc<RefCell<Vec<ScriptReaction>>>,
+    host: &'a HostSlot,
+    rt: &'a Runtime,
+}
+
+impl Turn<'_> {
+    fn call<T>(&mut self, id: CodeId, f: impl for<'js> FnOnce(&Ctx<'js>, rquickjs::Value<'js>) -> rquickjs::Result<T>) -> Result<T, ScriptError> {
+        let func = self.bot.code.get(id.0).ok_or_else(|| ScriptError {
+            kind: ErrorKind::Exception,
+            message: format!("unknown snippet {}", id.0),
+        })?;
+        self.deadline.set(Some(Instant::now() + self.limits.time));
+        let result = self.bot.ctx.with(|ctx| {
+            let r = func
+                .clone()
+                .restore(&ctx)
+                .and_then(|func| func.call::<_, rquickjs::Value>(()))
+                .and_then(|v| f(&ctx, v));
+            r.map_err(|e| {
+                let timed_out = self.deadline.get().is_some_and(|t| Instant::now() >= t);
+                let (message, _) = check::exception_details(&ctx, e);
+                classify(message, timed_out)
+            })
+        });
+        self.deadline.set(None);
+        if result.is_err() {
+            self.rt.run_gc();
+        }
+        result
+    }
+
+    /// Runs a `script:` body; returns what it asked of `$reactions`, in order.
+    pub fn run(&mut self, id: CodeId) -> Result<Vec<ScriptReaction>, ScriptError> {
+        self.out.borrow_mut().clear();
+        let r = self.call(id, |_, _| Ok(()));
+        let reactions = std::mem::take(&mut *self.out.borrow_mut());
+        r.map(|_| reactions)
+    }
+
+    /// Evaluates an `if:` condition with JavaScript truthiness.
+    pub fn condition(&mut self, id: CodeId) -> Result<bool, ScriptError> {
+        self.call(id, |ctx, v| {
+            let f: Function = ctx.globals().get("Boolean")?;
+            f.call((v,))
+        })
+    }
+
+    /// Renders a template; `undefined`/`null` holes render as empty text, objects as JSON.
+    pub fn render(&mut self, t: &Template) -> Result<String, ScriptError> {
+        let mut s = String::new();
+        for p in &t.parts {
+            match p {
+                TemplatePart::Text(text) => s.push_str(text),
+                TemplatePart::Expr(id) => {
+                    let piece: String = self.call(*id, |ctx, v| {
+                        let f: Function = ctx.globals().get("__render")?;
+                        f.call((v,))
+                    })?;
+                    s.push_str(&piece);
+                }
+            }
+        }
+        Ok(s)
+    }
+
+    /// Ends the turn: reads back `$session` and `$client`.
+    pub fn finish(self) -> Result<TurnState, ScriptError> {
+        *self.host.borrow_mut() = None;
+        let read = |ctx: &Ctx<'_>, name: &str| -> rquickjs::Result<Value> {
+            let v: rquickjs::Value = ctx.globals().get(name)?;
+            let text = ctx.json_stringify(v)?.map(|s| s.to_string()).transpose()?;
+            Ok(text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null))
+        };
+        self.bot
+            .ctx
+            .with(|ctx| {
+                let session = read(&ctx, "$session")?;
+                let client = read(&ctx, "$client")?;
+                Ok(TurnState { session, client })
+            })
+            .map_err(|e: rquickjs::Error| ScriptError {
+                kind: ErrorKind::Exception,
+                message: format!("cannot read $session/$client back: {e}"),
+            })
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        *self.host.borrow_mut() = None;
+    }
+}
+
+fn classify(message: String, timed_out: bool) -> ScriptError {
+    let kind = if timed_out || message.contains("interrupted") {
+        ErrorKind::Timeout
+    } else if message.contains("out of memory") || message.contains("Allocation") {
+        ErrorKind::OutOfMemory
+    } else {
+        ErrorKind::Exception
+    };
+    let message = match kind {
+        ErrorKind::Timeout => "script exceeded its time budget".to_owned(),
+        ErrorKind::OutOfMemory => "script exceeded its memory cap".to_owned(),
+        ErrorKind::Exception => message,
+    };
+    ScriptError { kind, message }
+}
+
+/// `__host(op, argsJson)`: the one native function; the prelude wraps it and removes it.
+fn install_bridge(
+    ctx: &Ctx<'_>,
+    host: HostSlot,
+    out: Rc<RefCell<Vec<ScriptReaction>>>,
+    deadline: Rc<Cell<Option<Instant>>>,
+) -> rquickjs::Result<()> {
+    let f = Function::new(ctx.clone(), move |ctx: Ctx<'_>, op: String, args: String| -> rquickjs::Result<Option<String>> {
+        let args: Vec<Value> = serde_json::from_str(&args).map_err(|e| Exception::throw_type(&ctx, &e.to_string()))?;
+        let arg = |i: usize| args.get(i).cloned().unwrap_or(Value::Null);
+        let text = |i: usize| arg(i).as_str().map(str::to_owned).unwrap_or_default();
+        let throw = |m: String| Exception::throw_message(&ctx, &m);
+        match op.as_str() {
+            "answer" => out.borrow_mut().push(ScriptReaction::Answer(text(0))),
+            "transition" => out.borrow_mut().push(ScriptReaction::Transition(text(0))),
+            "buttons" => {
+                let list = arg(0).as_array().cloned().unwrap_or_default();
+                let buttons = list
+                    .iter()
+                    .map(|b| match b {
+                        Value::String(s) => (None, s.clone()),
+                        Value::Object(o) => (
+                            o.get("id").map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())),
+                            o.get("text").and_then(Value::as_str).unwrap_or_default().to_owned(),
+                        ),
+                        other => (None, other.to_string()),
+                    })
+                    .collect();
+                out.borrow_mut().push(ScriptReaction::Buttons(buttons));
+            }
+            _ => {
+                let Some(h) = host.borrow().clone() else {
+                    return Err(throw(format!("{op} is not available here")));
+                };
+                // Time spent waiting on the host does not count against the script's budget.
+                let started = Instant::now();
+                let r = match op.as_str() {
+                    "log" => {
+                        h.log(&text(0));
+                        Ok(None)
+                    }
+                    "http" => h.http(&text(0), &text(1), &arg(2)).map(|v| Some(v.to_string())),
+                    "createPushback" => h.create_pushback(&args).map(|v| Some(v.to_string())),
+                    "deletePushback" => h.delete_pushback(&text(0)).map(|b| Some(b.to_string())),
+                    other => Err(format!("unknown host call {other}")),
+                };
+                if let Some(t) = deadline.get() {
+                    deadline.set(Some(t + started.elapsed()));
+                }
+                return r.map_err(throw);
+            }
+        }
+        Ok(None)
+    })?;
+    ctx.globals().set("__host", f)
+}
