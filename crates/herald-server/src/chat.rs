@@ -1,0 +1,217 @@
+//! The chat widget channel: the page, its assets, `widget.js`, and the WebSocket protocol.
+//! A socket first gets every stored reply its chat has not acknowledged, then live replies;
+//! ids let the client drop duplicates, and acks move the replay cursor.
+
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Response};
+use herald_store::{AcceptItem, DialogKey, EventPayload, NewEvent, StoredMessage};
+use jiff::Timestamp;
+use serde::Deserialize;
+use serde_json::{Value, json};
+use tokio::sync::broadcast::error::RecvError;
+
+use crate::AppState;
+use crate::dialogs::valid_chat_id;
+use crate::error::ApiError;
+
+const CHANNEL: &str = "chatwidget";
+const PAGE: &str = include_str!("../assets/chat.html");
+const MAX_FRAME: usize = 16 * 1024;
+const REPLAY_LIMIT: usize = 1000;
+
+fn escape_html(s: &str) -> String {
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+}
+
+fn chat_bot<'a>(st: &'a AppState, bot_id: &str) -> Result<&'a herald_core::BotDef, ApiError> {
+    st.engine
+        .shared()
+        .project
+        .bots
+        .get(bot_id)
+        .map(|b| b.as_ref())
+        .filter(|b| b.has_channel(CHANNEL))
+        .ok_or_else(|| ApiError::not_found(format!("no chat for bot `{bot_id}`")))
+}
+
+pub async fn page(State(st): State<AppState>, Path(bot_id): Path<String>) -> Result<Response, ApiError> {
+    let bot = chat_bot(&st, &bot_id)?;
+    let html = PAGE
+        .replace("__HERALD_BOT_ID__", &escape_html(&bot.id))
+        .replace("__HERALD_BOT_NAME__", &escape_html(&bot.name));
+    Ok(Html(html).into_response())
+}
+
+fn asset(body: &'static str, content_type: &'static str) -> Response {
+    let mut r = body.into_response();
+    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    r
+}
+
+pub async fn widget_js() -> Response {
+    asset(include_str!("../assets/widget.js"), "text/javascript; charset=utf-8")
+}
+
+pub async fn assets(Path(file): Path<String>) -> Response {
+    match file.as_str() {
+        "chat.js" => asset(include_str!("../assets/chat.js"), "text/javascript; charset=utf-8"),
+        "chat.css" => asset(include_str!("../assets/chat.css"), "text/css; charset=utf-8"),
+        _ => ApiError::not_found("no such asset").into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct WsQuery {
+    chat_id: Option<String>,
+}
+
+pub async fn ws(
+    State(st): State<AppState>,
+    Path(bot_id): Path<String>,
+    q: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
+    upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    chat_bot(&st, &bot_id)?;
+    let chat_id = match q.chat_id.filter(|c| !c.is_empty()) {
+        Some(c) if valid_chat_id(&c) => c,
+        Some(_) => return Err(ApiError::invalid_field("chatId", "chatId must be 1–128 characters of A–Z, a–z, 0–9, - _ . : @")),
+        None => uuid::Uuid::new_v4().to_string(),
+    };
+    let upgrade = upgrade.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "websocket_required", e.body_text()))?;
+    let key = DialogKey::new(CHANNEL, &bot_id, &chat_id);
+    Ok(upgrade
+        .max_message_size(MAX_FRAME)
+        .on_upgrade(move |socket| async move {
+            if let Err(e) = session(st, key, socket).await {
+                tracing::debug!(error = %e, "chat socket closed");
+            }
+        }))
+}
+
+fn frame(m: &StoredMessage) -> Message {
+    Message::Text(
+        json!({
+            "type": "message",
+            "id": m.id.to_string(),
+            "text": m.text,
+            "buttons": m.buttons,
+            "form": null,
+            "ts": m.ts.to_string(),
+        })
+        .to_string()
+        .into(),
+    )
+}
+
+fn error_frame(message: &str) -> Message {
+    Message::Text(json!({"type": "error", "message": message}).to_string().into())
+}
+
+async fn session(st: AppState, key: DialogKey, mut socket: WebSocket) -> Result<(), axum::Error> {
+    let shared = st.engine.shared().clone();
+    socket
+        .send(Message::Text(json!({"type": "hello", "chatId": key.chat_id}).to_string().into()))
+        .await?;
+    // Subscribe before reading the backlog so nothing falls between the two.
+    let mut live = shared.hub.subscribe(&key);
+    let mut last_sent = 0i64;
+    match shared.store.unacked_messages(&key, REPLAY_LIMIT).await {
+        Ok(backlog) => {
+            for m in backlog {
+                last_sent = m.id;
+                socket.send(frame(&m)).await?;
+            }
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "cannot read the chat backlog");
+            socket.send(error_frame("cannot load earlier messages; reconnect later")).await?;
+        }
+    }
+    loop {
+        tokio::select! {
+            msg = live.recv() => match msg {
+                Ok(m) => if m.id > last_sent {
+                    last_sent = m.id;
+                    socket.send(frame(&m)).await?;
+                },
+                Err(RecvError::Lagged(_)) => {
+                    // Too far behind the live feed: catch up from storage.
+                    if let Ok(missed) = shared.store.list_messages(&key, last_sent, REPLAY_LIMIT).await {
+                        for m in missed.iter().filter(|m| m.direction == herald_store::Direction::Out) {
+                            last_sent = m.id;
+                            socket.send(frame(m)).await?;
+                        }
+                    }
+                }
+                Err(RecvError::Closed) => return Ok(()),
+            },
+            incoming = socket.recv() => match incoming {
+                None => return Ok(()),
+                Some(Err(e)) => return Err(e),
+                Some(Ok(Message::Text(text))) => {
+                    if let Some(reply) = client_frame(&st, &key, &text).await {
+                        socket.send(reply).await?;
+                    }
+                }
+                Some(Ok(Message::Close(_))) => return Ok(()),
+                Some(Ok(_)) => {}
+            },
+        }
+    }
+}
+
+/// Handles one client frame; returns a frame to send back when there is something to say.
+async fn client_frame(st: &AppState, key: &DialogKey, text: &str) -> Option<Message> {
+    let Ok(v) = serde_json::from_str::<Value>(text) else {
+        return Some(error_frame("frames must be JSON objects"));
+    };
+    let str_field = |name: &str| v.get(name).and_then(Value::as_str).map(str::to_owned);
+    let payload = match v.get("type").and_then(Value::as_str) {
+        Some("text") => match str_field("text") {
+            Some(t) if !t.trim().is_empty() => EventPayload::Text { text: t },
+            _ => return Some(error_frame("a text frame needs a non-empty `text`")),
+        },
+        Some("button") => {
+            let id = str_field("id");
+            let text = str_field("text");
+            match (id, text) {
+                (Some(id), Some(text)) => EventPayload::Button { id, text },
+                (Some(id), None) => EventPayload::Button { text: id.clone(), id },
+                (None, Some(text)) => EventPayload::Button { id: text.clone(), text },
+                (None, None) => return Some(error_frame("a button frame needs `id` or `text`")),
+            }
+        }
+        Some("ack") => {
+            let up_to = match v.get("upTo") {
+                Some(Value::String(s)) => s.parse::<i64>().ok(),
+                Some(Value::Number(n)) => n.as_i64(),
+                _ => None,
+            };
+            let Some(up_to) = up_to else {
+                return Some(error_frame("an ack frame needs `upTo`: the id of the last message received"));
+            };
+            if let Err(e) = st.engine.shared().store.ack_messages(key, up_to).await {
+                tracing::error!(error = %e, "cannot store an ack");
+            }
+            return None;
+        }
+        Some("form") => return Some(error_frame("this bot does not use forms")),
+        _ => return Some(error_frame("unknown frame type; expected text, button, form or ack")),
+    };
+    let event = NewEvent {
+        id: uuid::Uuid::now_v7().to_string(),
+        dialog: key.clone(),
+        payload,
+        source: CHANNEL.into(),
+        accepted_at: Timestamp::now(),
+    };
+    match st.engine.accept(AcceptItem::Event(event)).await {
+        Ok(_) => None,
+        Err(e) => Some(error_frame(&format!("message not accepted: {e}"))),
+    }
+}

@@ -1,0 +1,141 @@
+//! One error type for every route: client errors carry a code, a message naming the field and
+//! optional details; storage and other server faults are logged and answered with an opaque 5xx.
+
+use axum::Json;
+use axum::extract::FromRequest;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub details: Option<Value>,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            code,
+            message: message.into(),
+            details: None,
+            retry_after: None,
+        }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+    pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
+        let mut e = Self::new(StatusCode::BAD_REQUEST, "invalid_field", message);
+        e.details = Some(json!({ "field": field }));
+        e
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+    pub fn unauthorized() -> Self {
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            "missing or wrong token: send `Authorization: Bearer <admin or bot token>`",
+        )
+    }
+    pub fn unavailable(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
+    }
+    pub fn internal(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "internal error");
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let mut body = json!({"error": {"code": self.code, "message": self.message}});
+        if let Some(d) = self.details {
+            body["error"]["details"] = d;
+        }
+        let mut resp = (self.status, Json(body)).into_response();
+        if let Some(secs) = self.retry_after {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        resp
+    }
+}
+
+impl From<herald_engine::EngineError> for ApiError {
+    fn from(e: herald_engine::EngineError) -> Self {
+        match e {
+            herald_engine::EngineError::ShuttingDown => Self::unavailable("the server is shutting down"),
+            other => Self::unavailable(format!("storage is unavailable: {other}")),
+        }
+    }
+}
+
+impl From<herald_store::StoreError> for ApiError {
+    fn from(e: herald_store::StoreError) -> Self {
+        Self::internal(e)
+    }
+}
+
+/// Reads the body (within the body limit) and maps buffering failures to 413/400.
+pub async fn read_body(req: axum::extract::Request) -> Result<(HeaderMap, Bytes), ApiError> {
+    let headers = req.headers().clone();
+    let bytes = Bytes::from_request(req, &())
+        .await
+        .map_err(|rej| ApiError::new(rej.status(), if rej.status() == StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else { "bad_request" }, rej.body_text()))?;
+    Ok((headers, bytes))
+}
+
+pub fn is_json(headers: &HeaderMap) -> bool {
+    content_type(headers).is_some_and(|ct| ct == "application/json" || ct.ends_with("+json"))
+}
+
+pub fn content_type(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+}
+
+/// Parses JSON, naming the field (as a path) that did not fit.
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(de).map_err(|e| {
+        let path = e.path().to_string();
+        let inner = e.into_inner();
+        if inner.is_syntax() || inner.is_eof() {
+            ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("body is not valid JSON: {inner}"))
+        } else if path == "." {
+            ApiError::bad_request(format!("body: {inner}"))
+        } else {
+            ApiError::invalid_field(&path, format!("{path}: {inner}"))
+        }
+    })
+}
+
+/// `Json<T>` with Herald's errors: 415 for another content type, 413 over the limit, 400 with
+/// the field path for malformed or mistyped bodies.
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: axum::extract::Request, _: &S) -> Result<Self, ApiError> {
+        let (headers, bytes) = read_body(req).await?;
+        if !is_json(&headers) {
+            return Err(ApiError::new(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                "unsupported_media_type",
+                "send the body as JSON with `Content-Type: application/json`",
+            ));
+        }
+        parse_json(&bytes).map(ApiJson)
+    }
+}

@@ -1,0 +1,111 @@
+//! Herald's HTTP surface: one router, one module per API family. Handlers validate and
+//! authenticate, then hand work to the engine; they never answer 2xx before a write commits.
+
+pub mod auth;
+pub mod chat;
+pub mod dialogs;
+pub mod error;
+pub mod ops;
+pub mod pushgate;
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use herald_engine::Engine;
+use tokio::net::TcpListener;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub engine: Arc<Engine>,
+    pub admin_token: Arc<str>,
+    pub push_limiter: Option<Arc<pushgate::Limiter>>,
+}
+
+#[derive(Debug, Clone)]
+pub struct HttpConfig {
+    pub body_limit: usize,
+    /// Per-link activations per second (0 disables the limit) and burst.
+    pub push_rate: u32,
+    pub push_burst: u32,
+}
+
+impl Default for HttpConfig {
+    fn default() -> Self {
+        Self {
+            body_limit: 256 * 1024,
+            push_rate: 100,
+            push_burst: 200,
+        }
+    }
+}
+
+pub fn app_state(engine: Arc<Engine>, admin_token: &str, cfg: &HttpConfig) -> AppState {
+    AppState {
+        engine,
+        admin_token: admin_token.into(),
+        push_limiter: pushgate::limiter(cfg.push_rate, cfg.push_burst).map(Arc::new),
+    }
+}
+
+pub fn router(state: AppState, cfg: &HttpConfig) -> Router {
+    let _ = ops::prometheus();
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .route("/api/v1/admin/stats", get(ops::stats))
+        .route("/api/v1/pushbacks", post(pushgate::create).get(pushgate::list))
+        .route("/api/v1/pushbacks/{id}", get(pushgate::show).delete(pushgate::revoke))
+        .route(
+            "/api/v1/bots/{bot_id}/dialogs/{chat_id}/messages",
+            post(dialogs::post_message).get(dialogs::list_messages),
+        )
+        .route("/api/v1/bots/{bot_id}/dialogs/{chat_id}", get(dialogs::show_dialog))
+        .route("/api/v1/contacts/{id}", get(dialogs::show_contact))
+        .route("/chat/widget.js", get(chat::widget_js))
+        .route("/chat/assets/{file}", get(chat::assets))
+        .route("/chat/{bot_id}", get(chat::page))
+        .route("/chat/{bot_id}/ws", get(chat::ws))
+        .route("/{segment}", get(pushgate::activate).post(pushgate::activate))
+        .fallback(|| async { error::ApiError::not_found("no such route") })
+        .layer(axum::middleware::from_fn(ops::track))
+        .layer(DefaultBodyLimit::max(cfg.body_limit))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
+            axum::response::IntoResponse::into_response(error::ApiError::internal("a request handler panicked"))
+        }))
+        .with_state(state)
+}
+
+/// Serves until `shutdown` resolves, then stops accepting and finishes in-flight requests.
+pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+}
+
+/// Drops idle per-link rate-limit state now and then, so the limiter does not grow forever.
+pub fn spawn_housekeeping(state: &AppState) {
+    if let Some(lim) = state.push_limiter.clone() {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                tick.tick().await;
+                lim.retain_recent();
+                lim.shrink_to_fit();
+            }
+        });
+    }
+    let store = state.engine.shared().store.clone();
+    tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(3600));
+        loop {
+            tick.tick().await;
+            let cutoff = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24);
+            if let Err(e) = store.purge_idempotency(cutoff).await {
+                tracing::warn!(error = %e, "cannot purge old idempotency keys");
+            }
+        }
+    });
+}

@@ -1,0 +1,123 @@
+//! Settings: built-in defaults, then `herald.toml` in the project directory, then `HERALD_*`
+//! environment variables, then command-line flags. Secrets never appear in `Debug` output.
+
+use std::path::{Path, PathBuf};
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Address to listen on.
+    pub listen: String,
+    /// Base of links Herald hands out (pushbacks); defaults to `http://{listen}`.
+    pub public_url: Option<String>,
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH`; defaults to `sqlite://{data_dir}/herald.db`.
+    pub database_url: Option<String>,
+    pub admin_token: Option<String>,
+    pub project: Option<PathBuf>,
+    /// Largest request body in bytes.
+    pub body_limit: usize,
+    /// Activations per second per pushback link (0 disables) and the burst allowed.
+    pub pushback_rate_limit: u32,
+    pub pushback_rate_burst: u32,
+    /// Script time budget per call, in milliseconds, and memory cap per worker, in MiB.
+    pub script_timeout_ms: u64,
+    pub script_memory_mb: usize,
+    /// Let `$http` reach link-local / cloud-metadata addresses.
+    pub http_allow_link_local: bool,
+    pub http_timeout_ms: u64,
+    /// Worker threads running scenarios (0: two per CPU, at least 4).
+    pub workers: usize,
+    /// `full` (fsync each commit batch; survives power loss) or `normal` (survives a crash).
+    pub sqlite_synchronous: String,
+    /// Log filter (`info`, `herald=debug`, …) and format (`text` or `json`).
+    pub log: String,
+    pub log_format: String,
+    /// Seconds to wait for in-flight work at shutdown.
+    pub shutdown_timeout_secs: u64,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("public_url", &self.public_url)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &self.database_url.as_ref().map(|_| "<set>"))
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<hidden>"))
+            .field("project", &self.project)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:8080".into(),
+            public_url: None,
+            data_dir: "./herald-data".into(),
+            database_url: None,
+            admin_token: None,
+            project: None,
+            body_limit: 256 * 1024,
+            pushback_rate_limit: 100,
+            pushback_rate_burst: 200,
+            script_timeout_ms: 1000,
+            script_memory_mb: 32,
+            http_allow_link_local: false,
+            http_timeout_ms: 10_000,
+            workers: 0,
+            sqlite_synchronous: "full".into(),
+            log: "info".into(),
+            log_format: "text".into(),
+            shutdown_timeout_secs: 10,
+        }
+    }
+}
+
+impl Settings {
+    /// Layers defaults, `{project}/herald.toml`, and `HERALD_*` variables.
+    pub fn load(project: &Path) -> Result<Self, String> {
+        let toml = project.join("herald.toml");
+        Figment::from(Serialized::defaults(Settings::default()))
+            .merge(Toml::file(&toml))
+            .merge(Env::prefixed("HERALD_"))
+            .extract()
+            .map_err(|e| format!("invalid settings ({}, HERALD_* variables): {e}", toml.display()))
+    }
+
+    pub fn public_url(&self) -> String {
+        self.public_url
+            .clone()
+            .unwrap_or_else(|| format!("http://{}", self.listen))
+            .trim_end_matches('/')
+            .to_owned()
+    }
+
+    pub fn sqlite_path(&self) -> Result<PathBuf, String> {
+        match &self.database_url {
+            None => Ok(self.data_dir.join("herald.db")),
+            Some(url) => {
+                if let Some(p) = url.strip_prefix("sqlite://") {
+                    Ok(PathBuf::from(p.split('?').next().unwrap_or(p)))
+                } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+                    Err("the PostgreSQL backend is not available in this version; use sqlite:// (the default)".into())
+                } else {
+                    Err(format!("HERALD_DATABASE_URL must start with sqlite:// (got `{}`)", url.split(':').next().unwrap_or("")))
+                }
+            }
+        }
+    }
+
+    pub fn workers(&self) -> usize {
+        if self.workers > 0 {
+            self.workers
+        } else {
+            std::thread::available_parallelism().map(|n| n.get() * 2).unwrap_or(4).max(4)
+        }
+    }
+}
