@@ -81,18 +81,20 @@ pub struct TurnState {
 
 type HostSlot = Rc<RefCell<Option<Rc<dyn Host>>>>;
 
+// Field order is drop order: compiled functions, then their context, then (in `Sandbox`) the
+// runtime. QuickJS aborts if a runtime is freed while values still live in it.
 struct BotJs {
-    ctx: Context,
     code: Vec<Persistent<Function<'static>>>,
+    ctx: Context,
 }
 
 pub struct Sandbox {
-    rt: Runtime,
-    limits: Limits,
     bots: HashMap<String, BotJs>,
+    limits: Limits,
     deadline: Rc<Cell<Option<Instant>>>,
     host: HostSlot,
     out: Rc<RefCell<Vec<ScriptReaction>>>,
+    rt: Runtime,
 }
 
 impl Sandbox {
@@ -140,7 +142,7 @@ impl Sandbox {
             }
             if errors.is_empty() { Ok(compiled) } else { Err(errors) }
         })?;
-        self.bots.insert(bot.id.clone(), BotJs { ctx, code });
+        self.bots.insert(bot.id.clone(), BotJs { code, ctx });
         Ok(())
     }
 
