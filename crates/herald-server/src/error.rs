@@ -32,6 +32,8 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
     pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        let message = if message.contains(field) { message } else { format!("{field}: {message}") };
         let mut e = Self::new(StatusCode::BAD_REQUEST, "invalid_field", message);
         e.details = Some(json!({ "field": field }));
         e
