@@ -39,7 +39,8 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<ApplyItem>) 
         };
         let now = Instant::now();
         for (item, applied) in batch.drain(..).zip(applied) {
-            metrics::histogram!("herald_accept_to_stored_seconds").record((now - item.accepted).as_secs_f64());
+            metrics::histogram!("herald_accept_to_stored_seconds")
+                .record((now - item.accepted).as_secs_f64());
             shared.counters.handled.fetch_add(1, Ordering::Relaxed);
             metrics::counter!("herald_events_handled_total").increment(1);
             shared.hub.publish(&applied.dialog, &applied.replies);

@@ -24,7 +24,8 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<AcceptReques
         let started = Instant::now();
         match shared.store.accept(items).await {
             Ok(outcomes) => {
-                metrics::histogram!("herald_accept_commit_seconds").record(started.elapsed().as_secs_f64());
+                metrics::histogram!("herald_accept_commit_seconds")
+                    .record(started.elapsed().as_secs_f64());
                 metrics::histogram!("herald_accept_batch_size").record(outcomes.len() as f64);
                 let now = Instant::now();
                 for (outcome, reply) in outcomes.into_iter().zip(replies) {
@@ -39,7 +40,9 @@ pub(crate) async fn run(shared: Arc<Shared>, mut rx: mpsc::Receiver<AcceptReques
             Err(e) => {
                 tracing::error!(error = %e, "accept batch failed; nothing of it was stored");
                 for reply in replies {
-                    let _ = reply.send(Err(EngineError::Store(herald_store::StoreError::Backend(e.to_string()))));
+                    let _ = reply.send(Err(EngineError::Store(herald_store::StoreError::Backend(
+                        e.to_string(),
+                    ))));
                 }
             }
         }

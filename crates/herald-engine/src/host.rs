@@ -21,8 +21,13 @@ pub fn is_forbidden(ip: IpAddr) -> bool {
         IpAddr::V4(v4) => v4.is_link_local() || v4.octets() == [100, 100, 100, 200],
         IpAddr::V6(v6) => {
             (v6.segments()[0] & 0xffc0) == 0xfe80
-                || v6 == "fd00:ec2::254".parse::<std::net::Ipv6Addr>().unwrap_or(std::net::Ipv6Addr::UNSPECIFIED)
-                || v6.to_ipv4_mapped().is_some_and(|v4| is_forbidden(IpAddr::V4(v4)))
+                || v6
+                    == "fd00:ec2::254"
+                        .parse::<std::net::Ipv6Addr>()
+                        .unwrap_or(std::net::Ipv6Addr::UNSPECIFIED)
+                || v6
+                    .to_ipv4_mapped()
+                    .is_some_and(|v4| is_forbidden(IpAddr::V4(v4)))
         }
     }
 }
@@ -39,7 +44,10 @@ impl reqwest::dns::Resolve for FilteringResolver {
                 .filter(|a| !is_forbidden(a.ip()))
                 .collect();
             if addrs.is_empty() {
-                return Err(format!("{host}: no permitted address (link-local and metadata addresses are refused)").into());
+                return Err(format!(
+                    "{host}: no permitted address (link-local and metadata addresses are refused)"
+                )
+                .into());
             }
             Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
         })
@@ -66,16 +74,25 @@ const MAX_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl WorkerHost {
     async fn http_async(&self, method: &str, url: &str, opts: &Value) -> Result<Value, String> {
-        let parsed = reqwest::Url::parse(url).map_err(|e| format!("$http: bad url `{url}`: {e}"))?;
+        let parsed =
+            reqwest::Url::parse(url).map_err(|e| format!("$http: bad url `{url}`: {e}"))?;
         if !matches!(parsed.scheme(), "http" | "https") {
-            return Err(format!("$http: only http and https urls are allowed, got `{}`", parsed.scheme()));
+            return Err(format!(
+                "$http: only http and https urls are allowed, got `{}`",
+                parsed.scheme()
+            ));
         }
         if !self.shared.config.http_allow_link_local
             && let Some(host) = parsed.host_str()
-            && let Ok(ip) = host.trim_start_matches('[').trim_end_matches(']').parse::<IpAddr>()
+            && let Ok(ip) = host
+                .trim_start_matches('[')
+                .trim_end_matches(']')
+                .parse::<IpAddr>()
             && is_forbidden(ip)
         {
-            return Err(format!("$http: {ip} is a link-local or metadata address and is refused"));
+            return Err(format!(
+                "$http: {ip} is a link-local or metadata address and is refused"
+            ));
         }
         let method = reqwest::Method::from_bytes(method.as_bytes()).map_err(|e| e.to_string())?;
         let timeout = opts
@@ -89,14 +106,24 @@ impl WorkerHost {
         if let Some(headers) = opts.get("headers").and_then(Value::as_object) {
             for (k, v) in headers {
                 has_content_type |= k.eq_ignore_ascii_case("content-type");
-                let v = v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string());
+                let v = v
+                    .as_str()
+                    .map(str::to_owned)
+                    .unwrap_or_else(|| v.to_string());
                 req = req.header(k.as_str(), v);
             }
         }
         if let Some(q) = opts.get("query").and_then(Value::as_object) {
             let pairs: Vec<(String, String)> = q
                 .iter()
-                .map(|(k, v)| (k.clone(), v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())))
+                .map(|(k, v)| {
+                    (
+                        k.clone(),
+                        v.as_str()
+                            .map(str::to_owned)
+                            .unwrap_or_else(|| v.to_string()),
+                    )
+                })
                 .collect();
             req = req.query(&pairs);
         }
@@ -112,18 +139,28 @@ impl WorkerHost {
         }
         let resp = match req.send().await {
             Ok(r) => r,
-            Err(e) => return Ok(json!({"isOk": false, "status": 0, "data": null, "headers": {}, "error": e.to_string()})),
+            Err(e) => {
+                return Ok(
+                    json!({"isOk": false, "status": 0, "data": null, "headers": {}, "error": e.to_string()}),
+                );
+            }
         };
         let status = resp.status();
         let headers: Map<String, Value> = resp
             .headers()
             .iter()
-            .filter_map(|(k, v)| v.to_str().ok().map(|v| (k.as_str().to_owned(), Value::String(v.to_owned()))))
+            .filter_map(|(k, v)| {
+                v.to_str()
+                    .ok()
+                    .map(|v| (k.as_str().to_owned(), Value::String(v.to_owned())))
+            })
             .collect();
         let bytes = resp.bytes().await.unwrap_or_default();
         let data = serde_json::from_slice::<Value>(&bytes)
             .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()));
-        Ok(json!({"isOk": status.is_success(), "status": status.as_u16(), "data": data, "headers": headers}))
+        Ok(
+            json!({"isOk": status.is_success(), "status": status.as_u16(), "data": data, "headers": headers}),
+        )
     }
 }
 
@@ -137,7 +174,10 @@ impl Host for WorkerHost {
             match args.get(i) {
                 Some(Value::String(v)) => Ok(v.clone()),
                 Some(Value::Number(n)) => Ok(n.to_string()),
-                _ => Err(format!("createPushback: `{name}` (argument {}) must be a string", i + 1)),
+                _ => Err(format!(
+                    "createPushback: `{name}` (argument {}) must be a string",
+                    i + 1
+                )),
             }
         };
         let input = PushbackIn {
@@ -153,7 +193,11 @@ impl Host for WorkerHost {
         };
         let p = self
             .handle
-            .block_on(pushgate::create(self.shared.store.as_ref(), &self.shared.project, input))
+            .block_on(pushgate::create(
+                self.shared.store.as_ref(),
+                &self.shared.project,
+                input,
+            ))
             .map_err(|e| format!("createPushback: {e}"))?;
         Ok(pushgate::to_json(&p, &self.shared.config.public_url))
     }

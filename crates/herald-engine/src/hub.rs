@@ -16,7 +16,9 @@ pub struct Hub {
 impl Hub {
     pub fn subscribe(&self, key: &DialogKey) -> broadcast::Receiver<Arc<StoredMessage>> {
         let mut map = self.dialogs.lock().unwrap_or_else(|e| e.into_inner());
-        map.entry(key.clone()).or_insert_with(|| broadcast::channel(256).0).subscribe()
+        map.entry(key.clone())
+            .or_insert_with(|| broadcast::channel(256).0)
+            .subscribe()
     }
 
     pub fn publish(&self, key: &DialogKey, messages: &[StoredMessage]) {

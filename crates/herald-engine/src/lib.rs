@@ -94,7 +94,11 @@ pub struct Engine {
 impl Engine {
     /// Starts workers and commit tasks, then re-dispatches every event that was accepted but not
     /// handled before the last stop, in accept order.
-    pub async fn start(store: Arc<dyn Store>, project: Arc<Project>, config: EngineConfig) -> Result<Arc<Self>, EngineError> {
+    pub async fn start(
+        store: Arc<dyn Store>,
+        project: Arc<Project>,
+        config: EngineConfig,
+    ) -> Result<Arc<Self>, EngineError> {
         let (apply_tx, apply_rx) = mpsc::channel(8192);
         let (dispatch, receivers) = worker::Dispatch::new(config.workers.max(1));
         let shared = Arc::new(Shared {
@@ -141,7 +145,10 @@ impl Engine {
             }
         }
         if count > 0 {
-            tracing::info!(events = count, "replaying events accepted before the last stop");
+            tracing::info!(
+                events = count,
+                "replaying events accepted before the last stop"
+            );
         }
         Ok(())
     }
@@ -177,24 +184,38 @@ impl Engine {
     }
 
     pub fn unwatch(&self, event_id: &str) {
-        self.shared.waiters.lock().unwrap_or_else(|e| e.into_inner()).remove(event_id);
+        self.shared
+            .waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(event_id);
     }
 
     pub fn counters(&self) -> (u64, u64) {
         let c = &self.shared.counters;
-        (c.accepted.load(Ordering::Relaxed), c.handled.load(Ordering::Relaxed))
+        (
+            c.accepted.load(Ordering::Relaxed),
+            c.handled.load(Ordering::Relaxed),
+        )
     }
 
     /// Stops taking events, lets workers finish what they were given, commits their results.
     pub async fn shutdown(&self) {
-        drop(self.accept_tx.lock().unwrap_or_else(|e| e.into_inner()).take());
-        let tasks: Vec<_> = std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
+        drop(
+            self.accept_tx
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
+        let tasks: Vec<_> =
+            std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
         let mut tasks = tasks.into_iter();
         if let Some(accept) = tasks.next() {
             let _ = accept.await;
         }
         self.shared.dispatch.stop_all().await;
-        let workers: Vec<_> = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
+        let workers: Vec<_> =
+            std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
         let _ = tokio::task::spawn_blocking(move || {
             for w in workers {
                 let _ = w.join();

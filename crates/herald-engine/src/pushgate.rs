@@ -20,7 +20,10 @@ pub struct PushbackIn {
 #[derive(Debug, thiserror::Error)]
 pub enum PushbackError {
     #[error("{message}")]
-    Invalid { field: &'static str, message: String },
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -38,18 +41,30 @@ pub fn validate(project: &Project, p: &PushbackIn) -> Result<(), PushbackError> 
         return Err(invalid("event", "event must not be empty"));
     }
     if is_reserved_event(&p.event) {
-        return Err(invalid("event", format!("`{}` is a reserved system event and cannot be raised by a pushback", p.event)));
+        return Err(invalid(
+            "event",
+            format!(
+                "`{}` is a reserved system event and cannot be raised by a pushback",
+                p.event
+            ),
+        ));
     }
     if p.dialog.chat_id.is_empty() {
         return Err(invalid("chatId", "chatId must not be empty"));
     }
     let Some(bot) = project.bots.get(&p.dialog.bot_id) else {
-        return Err(invalid("botId", format!("unknown bot `{}`", p.dialog.bot_id)));
+        return Err(invalid(
+            "botId",
+            format!("unknown bot `{}`", p.dialog.bot_id),
+        ));
     };
     if !bot.has_channel(&p.dialog.channel_type) {
         return Err(invalid(
             "channelType",
-            format!("bot `{}` has no `{}` channel", p.dialog.bot_id, p.dialog.channel_type),
+            format!(
+                "bot `{}` has no `{}` channel",
+                p.dialog.bot_id, p.dialog.channel_type
+            ),
         ));
     }
     if !p.event_data.is_object() {
@@ -70,7 +85,11 @@ pub fn new_id() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-pub async fn create(store: &dyn Store, project: &Project, p: PushbackIn) -> Result<Pushback, PushbackError> {
+pub async fn create(
+    store: &dyn Store,
+    project: &Project,
+    p: PushbackIn,
+) -> Result<Pushback, PushbackError> {
     validate(project, &p)?;
     let pushback = Pushback {
         id: new_id(),

@@ -26,7 +26,11 @@ pub struct TurnOutcome {
 }
 
 /// Where an event lands: a state, or nowhere.
-pub fn target_state(bot: &BotDef, current: Option<StateId>, payload: &EventPayload) -> Option<StateId> {
+pub fn target_state(
+    bot: &BotDef,
+    current: Option<StateId>,
+    payload: &EventPayload,
+) -> Option<StateId> {
     match payload {
         EventPayload::Text { text } => {
             match_text(bot, current, text).or_else(|| match_event(bot, current, "noMatch"))
@@ -44,7 +48,12 @@ enum Flow {
 }
 
 /// Runs the turn: enter `target`, follow `go`s, stop at the first script error.
-pub fn run(bot: &BotDef, current: Option<StateId>, target: StateId, js: &mut Turn<'_>) -> TurnOutcome {
+pub fn run(
+    bot: &BotDef,
+    current: Option<StateId>,
+    target: StateId,
+    js: &mut Turn<'_>,
+) -> TurnOutcome {
     let mut out = TurnOutcome {
         state: current,
         replies: Vec::new(),
@@ -134,10 +143,14 @@ fn exec(
                                 .collect(),
                         ),
                         ScriptReaction::Transition(target) => {
-                            go = Some(resolve_state(bot, Some(owner), &target).ok_or_else(|| ScriptError {
-                                kind: herald_script::ErrorKind::Exception,
-                                message: format!("$reactions.transition: unknown state `{target}`"),
-                            })?);
+                            go = Some(resolve_state(bot, Some(owner), &target).ok_or_else(
+                                || ScriptError {
+                                    kind: herald_script::ErrorKind::Exception,
+                                    message: format!(
+                                        "$reactions.transition: unknown state `{target}`"
+                                    ),
+                                },
+                            )?);
                         }
                     }
                 }
@@ -145,8 +158,16 @@ fn exec(
                     return Ok(Flow::Go(to));
                 }
             }
-            Reaction::If { cond, then, otherwise } => {
-                let branch = if js.condition(*cond)? { then } else { otherwise };
+            Reaction::If {
+                cond,
+                then,
+                otherwise,
+            } => {
+                let branch = if js.condition(*cond)? {
+                    then
+                } else {
+                    otherwise
+                };
                 if let Flow::Go(to) = exec(bot, owner, branch, js, replies)? {
                     return Ok(Flow::Go(to));
                 }

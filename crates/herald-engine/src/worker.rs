@@ -3,7 +3,7 @@
 //! key, so one dialog's events are handled one at a time, in accept order, without locks.
 
 use std::collections::HashMap;
-use std::hash::{BuildHasher, Hash, Hasher};
+use std::hash::BuildHasher;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +20,7 @@ use crate::host::WorkerHost;
 use crate::{EngineError, Shared, turn};
 
 pub(crate) enum Work {
-    Event(StoredEvent, Instant),
+    Event(Box<StoredEvent>, Instant),
     Stop,
 }
 
@@ -51,15 +51,13 @@ impl Dispatch {
     }
 
     fn shard(&self, key: &DialogKey) -> usize {
-        let mut h = self.hasher.build_hasher();
-        key.hash(&mut h);
-        (h.finish() % self.senders.len() as u64) as usize
+        (self.hasher.hash_one(key) % self.senders.len() as u64) as usize
     }
 
     pub(crate) async fn send(&self, event: StoredEvent, accepted: Instant) {
         let i = self.shard(&event.event.dialog);
         // A closed queue means we are stopping; the event is durable and replays at next start.
-        let _ = self.senders[i].send(Work::Event(event, accepted)).await;
+        let _ = self.senders[i].send(Work::Event(Box::new(event), accepted)).await;
     }
 
     pub(crate) async fn stop_all(&self) {
@@ -106,7 +104,12 @@ struct Worker {
 }
 
 impl Worker {
-    fn new(index: usize, shared: Arc<Shared>, apply_tx: mpsc::Sender<ApplyItem>, handle: tokio::runtime::Handle) -> Self {
+    fn new(
+        index: usize,
+        shared: Arc<Shared>,
+        apply_tx: mpsc::Sender<ApplyItem>,
+        handle: tokio::runtime::Handle,
+    ) -> Self {
         let sandbox = match Sandbox::new(shared.config.script_limits) {
             Ok(mut sb) => {
                 for bot in shared.project.bots.values() {
@@ -139,7 +142,7 @@ impl Worker {
             match work {
                 Work::Stop => break,
                 Work::Event(e, accepted) => {
-                    let item = self.handle_event(e, accepted);
+                    let item = self.handle_event(*e, accepted);
                     if self.apply_tx.blocking_send(item).is_err() {
                         break;
                     }
@@ -212,8 +215,18 @@ impl Worker {
         if let Some(bot) = self.shared.project.bots.get(&key.bot_id).cloned() {
             let current = state_before.as_deref().and_then(|p| bot.state_by_path(p));
             match turn::target_state(&bot, current, &event.payload) {
-                None => tracing::debug!(bot = %key.bot_id, event = ?event.payload, "no state handles this event"),
-                Some(target) => self.run_turn(&bot, current, target, &event, &session, &client, &mut handled),
+                None => {
+                    tracing::debug!(bot = %key.bot_id, event = ?event.payload, "no state handles this event")
+                }
+                Some(target) => self.run_turn(
+                    &bot,
+                    current,
+                    target,
+                    &event,
+                    &session,
+                    &client,
+                    &mut handled,
+                ),
             }
         } else {
             tracing::warn!(bot = %key.bot_id, "event for a bot that is no longer defined; dropped");
@@ -265,7 +278,11 @@ impl Worker {
         let (outcome, finished) = match sandbox.turn(&bot.id, input, host) {
             Ok(mut js) => {
                 let outcome = turn::run(bot, current, target, &mut js);
-                let finished = if outcome.error.is_none() { Some(js.finish()) } else { None };
+                let finished = if outcome.error.is_none() {
+                    Some(js.finish())
+                } else {
+                    None
+                };
                 (outcome, finished)
             }
             Err(e) => (
@@ -304,7 +321,8 @@ impl Worker {
             let state_path = outcome.handled_by.map(|s| bot.state(s).path.clone());
             tracing::warn!(bot = %bot.id, chat = %event.dialog.chat_id, state = ?state_path, kind = ?e.kind, "script error: {}", e.message);
             metrics::counter!("herald_script_errors_total").increment(1);
-            let is_script_error = matches!(&event.payload, EventPayload::Event { name, .. } if name == "scriptError");
+            let is_script_error =
+                matches!(&event.payload, EventPayload::Event { name, .. } if name == "scriptError");
             if !is_script_error {
                 handled.raise.push(NewEvent {
                     id: uuid::Uuid::now_v7().to_string(),
@@ -331,7 +349,9 @@ fn request_json(e: &NewEvent) -> Value {
     let d = &e.dialog;
     let (query, answer_id, event, data) = match &e.payload {
         EventPayload::Text { text } => (Some(text.as_str()), None, None, Value::Null),
-        EventPayload::Button { id, text } => (Some(text.as_str()), Some(id.as_str()), None, Value::Null),
+        EventPayload::Button { id, text } => {
+            (Some(text.as_str()), Some(id.as_str()), None, Value::Null)
+        }
         EventPayload::Event { name, data } => (None, None, Some(name.as_str()), data.clone()),
     };
     json!({

@@ -25,8 +25,13 @@ pub(crate) fn compile<'js>(ctx: &Ctx<'js>, code: &Code) -> Result<Function<'js>,
             CodeKind::Body => "script",
             CodeKind::Expr => "expression",
         };
-        Diagnostic::new(&code.origin.file, file_line, 1, format!("JavaScript error in {what}: {msg}"))
-            .with_hint("fix the JavaScript syntax; scripts run as the body of a function")
+        Diagnostic::new(
+            &code.origin.file,
+            file_line,
+            1,
+            format!("JavaScript error in {what}: {msg}"),
+        )
+        .with_hint("fix the JavaScript syntax; scripts run as the body of a function")
     })
 }
 
@@ -43,26 +48,53 @@ pub(crate) fn exception_details(ctx: &Ctx<'_>, err: rquickjs::Error) -> (String,
             .unwrap_or_else(|| "exception".to_owned());
         return (text, None);
     };
-    let message: String = obj.get::<_, String>("message").unwrap_or_else(|_| "exception".to_owned());
+    let message: String = obj
+        .get::<_, String>("message")
+        .unwrap_or_else(|_| "exception".to_owned());
     let name: String = obj.get::<_, String>("name").unwrap_or_default();
-    let mut line = obj.get::<_, Option<i64>>("lineNumber").ok().flatten().map(|l| l as usize);
+    let mut line = obj
+        .get::<_, Option<i64>>("lineNumber")
+        .ok()
+        .flatten()
+        .map(|l| l as usize);
     if line.is_none() {
         // "    at <eval>:3:7" → 3
         let stack: String = obj.get::<_, String>("stack").unwrap_or_default();
-        line = stack.lines().find_map(|l| l.rsplit(':').nth(1).and_then(|n| n.trim().parse().ok()));
+        line = stack
+            .lines()
+            .find_map(|l| l.rsplit(':').nth(1).and_then(|n| n.trim().parse().ok()));
     }
-    let text = if name.is_empty() { message } else { format!("{name}: {message}") };
+    let text = if name.is_empty() {
+        message
+    } else {
+        format!("{name}: {message}")
+    };
     (text, line)
 }
 
 /// Compiles every snippet of `bot` in a throwaway runtime.
 pub fn check_bot(bot: &BotDef) -> Vec<Diagnostic> {
     let Ok(rt) = Runtime::new() else {
-        return vec![Diagnostic::new(&bot.file, 0, 0, "cannot start the JavaScript engine")];
+        return vec![Diagnostic::new(
+            &bot.file,
+            0,
+            0,
+            "cannot start the JavaScript engine",
+        )];
     };
     rt.set_memory_limit(64 << 20);
     let Ok(ctx) = Context::full(&rt) else {
-        return vec![Diagnostic::new(&bot.file, 0, 0, "cannot start the JavaScript engine")];
+        return vec![Diagnostic::new(
+            &bot.file,
+            0,
+            0,
+            "cannot start the JavaScript engine",
+        )];
     };
-    ctx.with(|ctx| bot.code.iter().filter_map(|c| compile(&ctx, c).err()).collect())
+    ctx.with(|ctx| {
+        bot.code
+            .iter()
+            .filter_map(|c| compile(&ctx, c).err())
+            .collect()
+    })
 }

@@ -108,7 +108,9 @@ impl Sandbox {
         rt.set_max_stack_size(1 << 20);
         let deadline: Rc<Cell<Option<Instant>>> = Rc::new(Cell::new(None));
         let d = deadline.clone();
-        rt.set_interrupt_handler(Some(Box::new(move || d.get().is_some_and(|t| Instant::now() >= t))));
+        rt.set_interrupt_handler(Some(Box::new(move || {
+            d.get().is_some_and(|t| Instant::now() >= t)
+        })));
         Ok(Self {
             rt,
             limits,
@@ -121,12 +123,20 @@ impl Sandbox {
 
     /// Compiles every snippet of `bot` (replacing an earlier version of it).
     pub fn load_bot(&mut self, bot: &BotDef) -> Result<(), Vec<Diagnostic>> {
-        let engine_err = |e: rquickjs::Error| vec![Diagnostic::new(&bot.file, 0, 0, format!("JavaScript engine: {e}"))];
+        let engine_err = |e: rquickjs::Error| {
+            vec![Diagnostic::new(
+                &bot.file,
+                0,
+                0,
+                format!("JavaScript engine: {e}"),
+            )]
+        };
         let ctx = Context::full(&self.rt).map_err(engine_err)?;
         let (host, out, deadline) = (self.host.clone(), self.out.clone(), self.deadline.clone());
         let code = ctx.with(|ctx| -> Result<Vec<_>, Vec<Diagnostic>> {
             install_bridge(&ctx, host, out, deadline).map_err(engine_err)?;
-            ctx.eval::<(), _>(include_str!("prelude.js")).map_err(engine_err)?;
+            ctx.eval::<(), _>(include_str!("prelude.js"))
+                .map_err(engine_err)?;
             let injector = ctx
                 .json_parse(bot.injector.to_string())
                 .and_then(|v| ctx.globals().set("$injector", v))
@@ -140,32 +150,42 @@ impl Sandbox {
                     Err(d) => errors.push(d),
                 }
             }
-            if errors.is_empty() { Ok(compiled) } else { Err(errors) }
+            if errors.is_empty() {
+                Ok(compiled)
+            } else {
+                Err(errors)
+            }
         })?;
         self.bots.insert(bot.id.clone(), BotJs { code, ctx });
         Ok(())
     }
 
     /// Starts handling one event of `bot_id`: sets the per-turn globals.
-    pub fn turn(&mut self, bot_id: &str, input: TurnInput<'_>, host: Rc<dyn Host>) -> Result<Turn<'_>, ScriptError> {
+    pub fn turn(
+        &mut self,
+        bot_id: &str,
+        input: TurnInput<'_>,
+        host: Rc<dyn Host>,
+    ) -> Result<Turn<'_>, ScriptError> {
         let bot = self.bots.get(bot_id).ok_or_else(|| ScriptError {
             kind: ErrorKind::Exception,
             message: format!("bot `{bot_id}` is not loaded"),
         })?;
         *self.host.borrow_mut() = Some(host);
         self.out.borrow_mut().clear();
-        bot.ctx.with(|ctx| -> rquickjs::Result<()> {
-            let g = ctx.globals();
-            g.set("$request", ctx.json_parse(input.request.to_string())?)?;
-            g.set("$session", ctx.json_parse(input.session.to_string())?)?;
-            g.set("$client", ctx.json_parse(input.client.to_string())?)?;
-            g.set("$temp", Object::new(ctx.clone())?)?;
-            Ok(())
-        })
-        .map_err(|e| ScriptError {
-            kind: ErrorKind::Exception,
-            message: format!("cannot prepare the script globals: {e}"),
-        })?;
+        bot.ctx
+            .with(|ctx| -> rquickjs::Result<()> {
+                let g = ctx.globals();
+                g.set("$request", ctx.json_parse(input.request.to_string())?)?;
+                g.set("$session", ctx.json_parse(input.session.to_string())?)?;
+                g.set("$client", ctx.json_parse(input.client.to_string())?)?;
+                g.set("$temp", Object::new(ctx.clone())?)?;
+                Ok(())
+            })
+            .map_err(|e| ScriptError {
+                kind: ErrorKind::Exception,
+                message: format!("cannot prepare the script globals: {e}"),
+            })?;
         Ok(Turn {
             bot,
             limits: self.limits,
@@ -188,7 +208,11 @@ pub struct Turn<'a> {
 }
 
 impl Turn<'_> {
-    fn call<T>(&mut self, id: CodeId, f: impl for<'js> FnOnce(&Ctx<'js>, rquickjs::Value<'js>) -> rquickjs::Result<T>) -> Result<T, ScriptError> {
+    fn call<T>(
+        &mut self,
+        id: CodeId,
+        f: impl for<'js> FnOnce(&Ctx<'js>, rquickjs::Value<'js>) -> rquickjs::Result<T>,
+    ) -> Result<T, ScriptError> {
         let func = self.bot.code.get(id.0).ok_or_else(|| ScriptError {
             kind: ErrorKind::Exception,
             message: format!("unknown snippet {}", id.0),
@@ -253,7 +277,9 @@ impl Turn<'_> {
         let read = |ctx: &Ctx<'_>, name: &str| -> rquickjs::Result<Value> {
             let v: rquickjs::Value = ctx.globals().get(name)?;
             let text = ctx.json_stringify(v)?.map(|s| s.to_string()).transpose()?;
-            Ok(text.and_then(|t| serde_json::from_str(&t).ok()).unwrap_or(Value::Null))
+            Ok(text
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or(Value::Null))
         };
         self.bot
             .ctx
@@ -298,52 +324,67 @@ fn install_bridge(
     out: Rc<RefCell<Vec<ScriptReaction>>>,
     deadline: Rc<Cell<Option<Instant>>>,
 ) -> rquickjs::Result<()> {
-    let f = Function::new(ctx.clone(), move |ctx: Ctx<'_>, op: String, args: String| -> rquickjs::Result<Option<String>> {
-        let args: Vec<Value> = serde_json::from_str(&args).map_err(|e| Exception::throw_type(&ctx, &e.to_string()))?;
-        let arg = |i: usize| args.get(i).cloned().unwrap_or(Value::Null);
-        let text = |i: usize| arg(i).as_str().map(str::to_owned).unwrap_or_default();
-        let throw = |m: String| Exception::throw_message(&ctx, &m);
-        match op.as_str() {
-            "answer" => out.borrow_mut().push(ScriptReaction::Answer(text(0))),
-            "transition" => out.borrow_mut().push(ScriptReaction::Transition(text(0))),
-            "buttons" => {
-                let list = arg(0).as_array().cloned().unwrap_or_default();
-                let buttons = list
-                    .iter()
-                    .map(|b| match b {
-                        Value::String(s) => (None, s.clone()),
-                        Value::Object(o) => (
-                            o.get("id").map(|v| v.as_str().map(str::to_owned).unwrap_or_else(|| v.to_string())),
-                            o.get("text").and_then(Value::as_str).unwrap_or_default().to_owned(),
-                        ),
-                        other => (None, other.to_string()),
-                    })
-                    .collect();
-                out.borrow_mut().push(ScriptReaction::Buttons(buttons));
-            }
-            _ => {
-                let Some(h) = host.borrow().clone() else {
-                    return Err(throw(format!("{op} is not available here")));
-                };
-                // Time spent waiting on the host does not count against the script's budget.
-                let started = Instant::now();
-                let r = match op.as_str() {
-                    "log" => {
-                        h.log(&text(0));
-                        Ok(None)
-                    }
-                    "http" => h.http(&text(0), &text(1), &arg(2)).map(|v| Some(v.to_string())),
-                    "createPushback" => h.create_pushback(&args).map(|v| Some(v.to_string())),
-                    "deletePushback" => h.delete_pushback(&text(0)).map(|b| Some(b.to_string())),
-                    other => Err(format!("unknown host call {other}")),
-                };
-                if let Some(t) = deadline.get() {
-                    deadline.set(Some(t + started.elapsed()));
+    let f = Function::new(
+        ctx.clone(),
+        move |ctx: Ctx<'_>, op: String, args: String| -> rquickjs::Result<Option<String>> {
+            let args: Vec<Value> = serde_json::from_str(&args)
+                .map_err(|e| Exception::throw_type(&ctx, &e.to_string()))?;
+            let arg = |i: usize| args.get(i).cloned().unwrap_or(Value::Null);
+            let text = |i: usize| arg(i).as_str().map(str::to_owned).unwrap_or_default();
+            let throw = |m: String| Exception::throw_message(&ctx, &m);
+            match op.as_str() {
+                "answer" => out.borrow_mut().push(ScriptReaction::Answer(text(0))),
+                "transition" => out.borrow_mut().push(ScriptReaction::Transition(text(0))),
+                "buttons" => {
+                    let list = arg(0).as_array().cloned().unwrap_or_default();
+                    let buttons = list
+                        .iter()
+                        .map(|b| match b {
+                            Value::String(s) => (None, s.clone()),
+                            Value::Object(o) => (
+                                o.get("id").map(|v| {
+                                    v.as_str()
+                                        .map(str::to_owned)
+                                        .unwrap_or_else(|| v.to_string())
+                                }),
+                                o.get("text")
+                                    .and_then(Value::as_str)
+                                    .unwrap_or_default()
+                                    .to_owned(),
+                            ),
+                            other => (None, other.to_string()),
+                        })
+                        .collect();
+                    out.borrow_mut().push(ScriptReaction::Buttons(buttons));
                 }
-                return r.map_err(throw);
+                _ => {
+                    let Some(h) = host.borrow().clone() else {
+                        return Err(throw(format!("{op} is not available here")));
+                    };
+                    // Time spent waiting on the host does not count against the script's budget.
+                    let started = Instant::now();
+                    let r = match op.as_str() {
+                        "log" => {
+                            h.log(&text(0));
+                            Ok(None)
+                        }
+                        "http" => h
+                            .http(&text(0), &text(1), &arg(2))
+                            .map(|v| Some(v.to_string())),
+                        "createPushback" => h.create_pushback(&args).map(|v| Some(v.to_string())),
+                        "deletePushback" => {
+                            h.delete_pushback(&text(0)).map(|b| Some(b.to_string()))
+                        }
+                        other => Err(format!("unknown host call {other}")),
+                    };
+                    if let Some(t) = deadline.get() {
+                        deadline.set(Some(t + started.elapsed()));
+                    }
+                    return r.map_err(throw);
+                }
             }
-        }
-        Ok(None)
-    })?;
+            Ok(None)
+        },
+    )?;
     ctx.globals().set("__host", f)
 }

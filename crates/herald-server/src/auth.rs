@@ -55,7 +55,15 @@ pub fn caller(state: &AppState, headers: &HeaderMap) -> Result<Caller, ApiError>
 }
 
 /// 401 unless the caller may manage `bot_id`.
-pub fn require_bot(state: &AppState, headers: &HeaderMap, bot_id: &str) -> Result<Caller, ApiError> {
+pub fn require_bot(
+    state: &AppState,
+    headers: &HeaderMap,
+    bot_id: &str,
+) -> Result<Caller, ApiError> {
     let c = caller(state, headers)?;
-    if c.may_manage(bot_id) { Ok(c) } else { Err(ApiError::unauthorized()) }
+    if c.may_manage(bot_id) {
+        Ok(c)
+    } else {
+        Err(ApiError::unauthorized())
+    }
 }

@@ -22,7 +22,11 @@ const MAX_FRAME: usize = 16 * 1024;
 const REPLAY_LIMIT: usize = 1000;
 
 fn escape_html(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
 }
 
 fn chat_bot<'a>(st: &'a AppState, bot_id: &str) -> Result<&'a herald_core::BotDef, ApiError> {
@@ -36,7 +40,10 @@ fn chat_bot<'a>(st: &'a AppState, bot_id: &str) -> Result<&'a herald_core::BotDe
         .ok_or_else(|| ApiError::not_found(format!("no chat for bot `{bot_id}`")))
 }
 
-pub async fn page(State(st): State<AppState>, Path(bot_id): Path<String>) -> Result<Response, ApiError> {
+pub async fn page(
+    State(st): State<AppState>,
+    Path(bot_id): Path<String>,
+) -> Result<Response, ApiError> {
     let bot = chat_bot(&st, &bot_id)?;
     let html = PAGE
         .replace("__HERALD_BOT_ID__", &escape_html(&bot.id))
@@ -46,19 +53,32 @@ pub async fn page(State(st): State<AppState>, Path(bot_id): Path<String>) -> Res
 
 fn asset(body: &'static str, content_type: &'static str) -> Response {
     let mut r = body.into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
-    r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("public, max-age=300"));
+    r.headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
+    r.headers_mut().insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("public, max-age=300"),
+    );
     r
 }
 
 pub async fn widget_js() -> Response {
-    asset(include_str!("../assets/widget.js"), "text/javascript; charset=utf-8")
+    asset(
+        include_str!("../assets/widget.js"),
+        "text/javascript; charset=utf-8",
+    )
 }
 
 pub async fn assets(Path(file): Path<String>) -> Response {
     match file.as_str() {
-        "chat.js" => asset(include_str!("../assets/chat.js"), "text/javascript; charset=utf-8"),
-        "chat.css" => asset(include_str!("../assets/chat.css"), "text/css; charset=utf-8"),
+        "chat.js" => asset(
+            include_str!("../assets/chat.js"),
+            "text/javascript; charset=utf-8",
+        ),
+        "chat.css" => asset(
+            include_str!("../assets/chat.css"),
+            "text/css; charset=utf-8",
+        ),
         _ => ApiError::not_found("no such asset").into_response(),
     }
 }
@@ -79,10 +99,16 @@ pub async fn ws(
     chat_bot(&st, &bot_id)?;
     let chat_id = match q.chat_id.filter(|c| !c.is_empty()) {
         Some(c) if valid_chat_id(&c) => c,
-        Some(_) => return Err(ApiError::invalid_field("chatId", "chatId must be 1–128 characters of A–Z, a–z, 0–9, - _ . : @")),
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "chatId",
+                "chatId must be 1–128 characters of A–Z, a–z, 0–9, - _ . : @",
+            ));
+        }
         None => uuid::Uuid::new_v4().to_string(),
     };
-    let upgrade = upgrade.map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "websocket_required", e.body_text()))?;
+    let upgrade = upgrade
+        .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "websocket_required", e.body_text()))?;
     let key = DialogKey::new(CHANNEL, &bot_id, &chat_id);
     Ok(upgrade
         .max_message_size(MAX_FRAME)
@@ -109,13 +135,21 @@ fn frame(m: &StoredMessage) -> Message {
 }
 
 fn error_frame(message: &str) -> Message {
-    Message::Text(json!({"type": "error", "message": message}).to_string().into())
+    Message::Text(
+        json!({"type": "error", "message": message})
+            .to_string()
+            .into(),
+    )
 }
 
 async fn session(st: AppState, key: DialogKey, mut socket: WebSocket) -> Result<(), axum::Error> {
     let shared = st.engine.shared().clone();
     socket
-        .send(Message::Text(json!({"type": "hello", "chatId": key.chat_id}).to_string().into()))
+        .send(Message::Text(
+            json!({"type": "hello", "chatId": key.chat_id})
+                .to_string()
+                .into(),
+        ))
         .await?;
     // Subscribe before reading the backlog so nothing falls between the two.
     let mut live = shared.hub.subscribe(&key);
@@ -129,7 +163,9 @@ async fn session(st: AppState, key: DialogKey, mut socket: WebSocket) -> Result<
         }
         Err(e) => {
             tracing::error!(error = %e, "cannot read the chat backlog");
-            socket.send(error_frame("cannot load earlier messages; reconnect later")).await?;
+            socket
+                .send(error_frame("cannot load earlier messages; reconnect later"))
+                .await?;
         }
     }
     loop {
@@ -181,8 +217,14 @@ async fn client_frame(st: &AppState, key: &DialogKey, text: &str) -> Option<Mess
             let text = str_field("text");
             match (id, text) {
                 (Some(id), Some(text)) => EventPayload::Button { id, text },
-                (Some(id), None) => EventPayload::Button { text: id.clone(), id },
-                (None, Some(text)) => EventPayload::Button { id: text.clone(), text },
+                (Some(id), None) => EventPayload::Button {
+                    text: id.clone(),
+                    id,
+                },
+                (None, Some(text)) => EventPayload::Button {
+                    id: text.clone(),
+                    text,
+                },
                 (None, None) => return Some(error_frame("a button frame needs `id` or `text`")),
             }
         }
@@ -193,7 +235,9 @@ async fn client_frame(st: &AppState, key: &DialogKey, text: &str) -> Option<Mess
                 _ => None,
             };
             let Some(up_to) = up_to else {
-                return Some(error_frame("an ack frame needs `upTo`: the id of the last message received"));
+                return Some(error_frame(
+                    "an ack frame needs `upTo`: the id of the last message received",
+                ));
             };
             if let Err(e) = st.engine.shared().store.ack_messages(key, up_to).await {
                 tracing::error!(error = %e, "cannot store an ack");
@@ -201,7 +245,11 @@ async fn client_frame(st: &AppState, key: &DialogKey, text: &str) -> Option<Mess
             return None;
         }
         Some("form") => return Some(error_frame("this bot does not use forms")),
-        _ => return Some(error_frame("unknown frame type; expected text, button, form or ack")),
+        _ => {
+            return Some(error_frame(
+                "unknown frame type; expected text, button, form or ack",
+            ));
+        }
     };
     let event = NewEvent {
         id: uuid::Uuid::now_v7().to_string(),

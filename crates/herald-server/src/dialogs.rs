@@ -66,21 +66,23 @@ fn channel_of(st: &AppState, bot_id: &str, asked: Option<String>) -> Result<Stri
         .ok_or_else(|| ApiError::not_found(format!("unknown bot `{bot_id}`")))?;
     match asked {
         Some(c) if bot.has_channel(&c) => Ok(c),
-        Some(c) => Err(ApiError::invalid_field("channelType", format!("bot `{bot_id}` has no `{c}` channel"))),
+        Some(c) => Err(ApiError::invalid_field(
+            "channelType",
+            format!("bot `{bot_id}` has no `{c}` channel"),
+        )),
         None if bot.has_channel("webhook") => Ok("webhook".into()),
-        None => bot
-            .channels
-            .keys()
-            .next()
-            .cloned()
-            .ok_or_else(|| ApiError::invalid_field("channelType", format!("bot `{bot_id}` has no channels"))),
+        None => bot.channels.keys().next().cloned().ok_or_else(|| {
+            ApiError::invalid_field("channelType", format!("bot `{bot_id}` has no channels"))
+        }),
     }
 }
 
 pub fn valid_chat_id(chat_id: &str) -> bool {
     !chat_id.is_empty()
         && chat_id.len() <= 128
-        && chat_id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:@".contains(&b))
+        && chat_id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-_.:@".contains(&b))
 }
 
 pub async fn post_message(
@@ -91,7 +93,10 @@ pub async fn post_message(
 ) -> Result<Response, ApiError> {
     require_bot(&st, &headers, &bot_id)?;
     if !valid_chat_id(&chat_id) {
-        return Err(ApiError::invalid_field("chatId", "chatId must be 1–128 characters of A–Z, a–z, 0–9, - _ . : @"));
+        return Err(ApiError::invalid_field(
+            "chatId",
+            "chatId must be 1–128 characters of A–Z, a–z, 0–9, - _ . : @",
+        ));
     }
     let channel = channel_of(&st, &bot_id, body.channel_type)?;
     let payload = match (body.text, body.event, body.button) {
@@ -100,17 +105,26 @@ pub async fn post_message(
                 return Err(ApiError::invalid_field("text", "text must not be empty"));
             }
             if body.data.is_some() {
-                return Err(ApiError::invalid_field("data", "data goes with `event`, not with `text`"));
+                return Err(ApiError::invalid_field(
+                    "data",
+                    "data goes with `event`, not with `text`",
+                ));
             }
             EventPayload::Text { text }
         }
         (None, Some(name), None) => {
             if name.is_empty() || is_reserved_event(&name) {
-                return Err(ApiError::invalid_field("event", format!("`{name}` is empty or a reserved system event")));
+                return Err(ApiError::invalid_field(
+                    "event",
+                    format!("`{name}` is empty or a reserved system event"),
+                ));
             }
             let data = body.data.unwrap_or_else(|| json!({}));
             if !data.is_object() {
-                return Err(ApiError::invalid_field("data", "data must be a JSON object"));
+                return Err(ApiError::invalid_field(
+                    "data",
+                    "data must be a JSON object",
+                ));
             }
             EventPayload::Event { name, data }
         }
@@ -118,13 +132,24 @@ pub async fn post_message(
             text: b.text.unwrap_or_else(|| b.id.clone()),
             id: b.id,
         },
-        _ => return Err(ApiError::bad_request("send exactly one of `text`, `event` or `button`")),
+        _ => {
+            return Err(ApiError::bad_request(
+                "send exactly one of `text`, `event` or `button`",
+            ));
+        }
     };
     let wait = match body.wait {
         None | Some(Value::Bool(false)) => None,
         Some(Value::Bool(true)) => Some(Duration::from_secs(10)),
-        Some(Value::Number(n)) if n.as_u64().is_some() => n.as_u64().map(|ms| Duration::from_millis(ms).min(MAX_WAIT)),
-        Some(_) => return Err(ApiError::invalid_field("wait", "wait must be true, false or milliseconds")),
+        Some(Value::Number(n)) if n.as_u64().is_some() => {
+            n.as_u64().map(|ms| Duration::from_millis(ms).min(MAX_WAIT))
+        }
+        Some(_) => {
+            return Err(ApiError::invalid_field(
+                "wait",
+                "wait must be true, false or milliseconds",
+            ));
+        }
     };
     let event = NewEvent {
         id: uuid::Uuid::now_v7().to_string(),
@@ -145,12 +170,19 @@ pub async fn post_message(
         match tokio::time::timeout(wait, rx).await {
             Ok(Ok(replies)) => {
                 let replies: Vec<Value> = replies.iter().map(message_json).collect();
-                return Ok(Json(json!({"status": "handled", "eventId": id, "replies": replies})).into_response());
+                return Ok(
+                    Json(json!({"status": "handled", "eventId": id, "replies": replies}))
+                        .into_response(),
+                );
             }
             _ => st.engine.unwatch(&id),
         }
     }
-    Ok((StatusCode::ACCEPTED, Json(json!({"status": "accepted", "eventId": id}))).into_response())
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({"status": "accepted", "eventId": id})),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -172,9 +204,16 @@ pub async fn list_messages(
     let channel = channel_of(&st, &bot_id, q.channel_type)?;
     let key = DialogKey::new(&channel, &bot_id, &chat_id);
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let msgs = st.engine.shared().store.list_messages(&key, q.after.unwrap_or(0), limit).await?;
+    let msgs = st
+        .engine
+        .shared()
+        .store
+        .list_messages(&key, q.after.unwrap_or(0), limit)
+        .await?;
     let next = msgs.last().map(|m| m.id.to_string());
-    Ok(Json(json!({"messages": msgs.iter().map(message_json).collect::<Vec<_>>(), "next": next})))
+    Ok(Json(
+        json!({"messages": msgs.iter().map(message_json).collect::<Vec<_>>(), "next": next}),
+    ))
 }
 
 pub async fn show_dialog(
@@ -201,11 +240,21 @@ pub async fn show_dialog(
     })))
 }
 
-pub async fn show_contact(State(st): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn show_contact(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let who = caller(&st, &headers)?;
     let not_found = || ApiError::not_found(format!("no contact `{id}`"));
     let num: i64 = id.parse().map_err(|_| not_found())?;
-    let c = st.engine.shared().store.get_contact(num).await?.ok_or_else(not_found)?;
+    let c = st
+        .engine
+        .shared()
+        .store
+        .get_contact(num)
+        .await?
+        .ok_or_else(not_found)?;
     if !c.dialogs.iter().any(|d| who.may_manage(&d.bot_id)) && who != crate::auth::Caller::Admin {
         return Err(not_found());
     }

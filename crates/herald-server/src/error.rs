@@ -33,7 +33,11 @@ impl ApiError {
     }
     pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
         let message = message.into();
-        let message = if message.contains(field) { message } else { format!("{field}: {message}") };
+        let message = if message.contains(field) {
+            message
+        } else {
+            format!("{field}: {message}")
+        };
         let mut e = Self::new(StatusCode::BAD_REQUEST, "invalid_field", message);
         e.details = Some(json!({ "field": field }));
         e
@@ -53,7 +57,11 @@ impl ApiError {
     }
     pub fn internal(e: impl std::fmt::Display) -> Self {
         tracing::error!(error = %e, "internal error");
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error; see the server log")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error; see the server log",
+        )
     }
 }
 
@@ -65,7 +73,8 @@ impl IntoResponse for ApiError {
         }
         let mut resp = (self.status, Json(body)).into_response();
         if let Some(secs) = self.retry_after {
-            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(secs));
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         resp
     }
@@ -74,7 +83,9 @@ impl IntoResponse for ApiError {
 impl From<herald_engine::EngineError> for ApiError {
     fn from(e: herald_engine::EngineError) -> Self {
         match e {
-            herald_engine::EngineError::ShuttingDown => Self::unavailable("the server is shutting down"),
+            herald_engine::EngineError::ShuttingDown => {
+                Self::unavailable("the server is shutting down")
+            }
             other => Self::unavailable(format!("storage is unavailable: {other}")),
         }
     }
@@ -89,9 +100,17 @@ impl From<herald_store::StoreError> for ApiError {
 /// Reads the body (within the body limit) and maps buffering failures to 413/400.
 pub async fn read_body(req: axum::extract::Request) -> Result<(HeaderMap, Bytes), ApiError> {
     let headers = req.headers().clone();
-    let bytes = Bytes::from_request(req, &())
-        .await
-        .map_err(|rej| ApiError::new(rej.status(), if rej.status() == StatusCode::PAYLOAD_TOO_LARGE { "payload_too_large" } else { "bad_request" }, rej.body_text()))?;
+    let bytes = Bytes::from_request(req, &()).await.map_err(|rej| {
+        ApiError::new(
+            rej.status(),
+            if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                "payload_too_large"
+            } else {
+                "bad_request"
+            },
+            rej.body_text(),
+        )
+    })?;
     Ok((headers, bytes))
 }
 
@@ -103,7 +122,13 @@ pub fn content_type(headers: &HeaderMap) -> Option<String> {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .map(|v| v.split(';').next().unwrap_or("").trim().to_ascii_lowercase())
+        .map(|v| {
+            v.split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase()
+        })
 }
 
 /// Parses JSON, naming the field (as a path) that did not fit.
@@ -113,7 +138,11 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
         let path = e.path().to_string();
         let inner = e.into_inner();
         if inner.is_syntax() || inner.is_eof() {
-            ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("body is not valid JSON: {inner}"))
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "malformed_json",
+                format!("body is not valid JSON: {inner}"),
+            )
         } else if path == "." {
             ApiError::bad_request(format!("body: {inner}"))
         } else {

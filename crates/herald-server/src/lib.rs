@@ -58,31 +58,51 @@ pub fn router(state: AppState, cfg: &HttpConfig) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .route("/api/v1/admin/stats", get(ops::stats))
-        .route("/api/v1/pushbacks", post(pushgate::create).get(pushgate::list))
-        .route("/api/v1/pushbacks/{id}", get(pushgate::show).delete(pushgate::revoke))
+        .route(
+            "/api/v1/pushbacks",
+            post(pushgate::create).get(pushgate::list),
+        )
+        .route(
+            "/api/v1/pushbacks/{id}",
+            get(pushgate::show).delete(pushgate::revoke),
+        )
         .route(
             "/api/v1/bots/{bot_id}/dialogs/{chat_id}/messages",
             post(dialogs::post_message).get(dialogs::list_messages),
         )
-        .route("/api/v1/bots/{bot_id}/dialogs/{chat_id}", get(dialogs::show_dialog))
+        .route(
+            "/api/v1/bots/{bot_id}/dialogs/{chat_id}",
+            get(dialogs::show_dialog),
+        )
         .route("/api/v1/contacts/{id}", get(dialogs::show_contact))
         .route("/chat/widget.js", get(chat::widget_js))
         .route("/chat/assets/{file}", get(chat::assets))
         .route("/chat/{bot_id}", get(chat::page))
         .route("/chat/{bot_id}/ws", get(chat::ws))
-        .route("/{segment}", get(pushgate::activate).post(pushgate::activate))
+        .route(
+            "/{segment}",
+            get(pushgate::activate).post(pushgate::activate),
+        )
         .fallback(|| async { error::ApiError::not_found("no such route") })
         .layer(axum::middleware::from_fn(ops::track))
         .layer(DefaultBodyLimit::max(cfg.body_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
-            axum::response::IntoResponse::into_response(error::ApiError::internal("a request handler panicked"))
+            axum::response::IntoResponse::into_response(error::ApiError::internal(
+                "a request handler panicked",
+            ))
         }))
         .with_state(state)
 }
 
 /// Serves until `shutdown` resolves, then stops accepting and finishes in-flight requests.
-pub async fn serve(listener: TcpListener, app: Router, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
-    axum::serve(listener, app).with_graceful_shutdown(shutdown).await
+pub async fn serve(
+    listener: TcpListener,
+    app: Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 /// Drops idle per-link rate-limit state now and then, so the limiter does not grow forever.

@@ -26,8 +26,13 @@ pub async fn healthz() -> Json<serde_json::Value> {
 
 pub async fn readyz(State(st): State<AppState>) -> Response {
     match st.engine.shared().store.ping().await {
-        Ok(()) => Json(json!({"status": "ready", "bots": st.engine.shared().project.bots.len()})).into_response(),
-        Err(e) => (StatusCode::SERVICE_UNAVAILABLE, Json(json!({"status": "unavailable", "error": e.to_string()}))).into_response(),
+        Ok(()) => Json(json!({"status": "ready", "bots": st.engine.shared().project.bots.len()}))
+            .into_response(),
+        Err(e) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({"status": "unavailable", "error": e.to_string()})),
+        )
+            .into_response(),
     }
 }
 
@@ -38,7 +43,10 @@ pub async fn metrics() -> Response {
     }
 }
 
-pub async fn stats(State(st): State<AppState>, headers: HeaderMap) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn stats(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
     if caller(&st, &headers)? != Caller::Admin {
         return Err(ApiError::unauthorized());
     }
@@ -62,6 +70,7 @@ pub async fn track(req: Request, next: Next) -> Response {
     let resp = next.run(req).await;
     let status = resp.status().as_u16().to_string();
     metrics::counter!("herald_http_requests_total", "route" => route.clone(), "method" => method, "status" => status).increment(1);
-    metrics::histogram!("herald_http_request_seconds", "route" => route).record(started.elapsed().as_secs_f64());
+    metrics::histogram!("herald_http_request_seconds", "route" => route)
+        .record(started.elapsed().as_secs_f64());
     resp
 }

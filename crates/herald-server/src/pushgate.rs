@@ -24,7 +24,9 @@ pub type Limiter = governor::DefaultKeyedRateLimiter<String>;
 pub fn limiter(per_second: u32, burst: u32) -> Option<Limiter> {
     let rate = NonZeroU32::new(per_second)?;
     let burst = NonZeroU32::new(burst).unwrap_or(rate);
-    Some(RateLimiter::keyed(Quota::per_second(rate).allow_burst(burst)))
+    Some(RateLimiter::keyed(
+        Quota::per_second(rate).allow_burst(burst),
+    ))
 }
 
 #[derive(Deserialize)]
@@ -49,7 +51,11 @@ fn map_err(e: PushbackError) -> ApiError {
     }
 }
 
-pub async fn create(State(st): State<AppState>, headers: HeaderMap, ApiJson(body): ApiJson<PushbackCreate>) -> Result<Response, ApiError> {
+pub async fn create(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    ApiJson(body): ApiJson<PushbackCreate>,
+) -> Result<Response, ApiError> {
     let who = caller(&st, &headers)?;
     if !who.may_manage(&body.bot_id) {
         return Err(ApiError::unauthorized());
@@ -57,7 +63,10 @@ pub async fn create(State(st): State<AppState>, headers: HeaderMap, ApiJson(body
     let expires_at = match body.expires_at.as_deref() {
         None => None,
         Some(s) => Some(s.parse::<Timestamp>().map_err(|e| {
-            ApiError::invalid_field("expiresAt", format!("expiresAt must be an RFC 3339 timestamp: {e}"))
+            ApiError::invalid_field(
+                "expiresAt",
+                format!("expiresAt must be an RFC 3339 timestamp: {e}"),
+            )
         })?),
     };
     let input = PushbackIn {
@@ -72,8 +81,14 @@ pub async fn create(State(st): State<AppState>, headers: HeaderMap, ApiJson(body
         max_uses: body.max_uses,
     };
     let shared = st.engine.shared();
-    let p = pushgate::create(shared.store.as_ref(), &shared.project, input).await.map_err(map_err)?;
-    Ok((StatusCode::CREATED, Json(pushgate::to_json(&p, &shared.config.public_url))).into_response())
+    let p = pushgate::create(shared.store.as_ref(), &shared.project, input)
+        .await
+        .map_err(map_err)?;
+    Ok((
+        StatusCode::CREATED,
+        Json(pushgate::to_json(&p, &shared.config.public_url)),
+    )
+        .into_response())
 }
 
 #[derive(Deserialize)]
@@ -84,7 +99,11 @@ pub struct ListQuery {
     limit: Option<usize>,
 }
 
-pub async fn list(State(st): State<AppState>, headers: HeaderMap, q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>) -> Result<Json<Value>, ApiError> {
+pub async fn list(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
     let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let who = caller(&st, &headers)?;
     let bot_id = match (&who, q.bot_id) {
@@ -95,12 +114,21 @@ pub async fn list(State(st): State<AppState>, headers: HeaderMap, q: Result<Quer
     };
     let shared = st.engine.shared();
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
-    let items = shared.store.list_pushbacks(bot_id.as_deref(), q.chat_id.as_deref(), limit).await?;
+    let items = shared
+        .store
+        .list_pushbacks(bot_id.as_deref(), q.chat_id.as_deref(), limit)
+        .await?;
     let url = &shared.config.public_url;
-    Ok(Json(json!({"pushbacks": items.iter().map(|p| pushgate::to_json(p, url)).collect::<Vec<_>>()})))
+    Ok(Json(
+        json!({"pushbacks": items.iter().map(|p| pushgate::to_json(p, url)).collect::<Vec<_>>()}),
+    ))
 }
 
-async fn owned(st: &AppState, headers: &HeaderMap, id: &str) -> Result<herald_store::Pushback, ApiError> {
+async fn owned(
+    st: &AppState,
+    headers: &HeaderMap,
+    id: &str,
+) -> Result<herald_store::Pushback, ApiError> {
     let who = caller(st, headers)?;
     let p = st
         .engine
@@ -115,12 +143,23 @@ async fn owned(st: &AppState, headers: &HeaderMap, id: &str) -> Result<herald_st
     Ok(p)
 }
 
-pub async fn show(State(st): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<Json<Value>, ApiError> {
+pub async fn show(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
     let p = owned(&st, &headers, &id).await?;
-    Ok(Json(pushgate::to_json(&p, &st.engine.shared().config.public_url)))
+    Ok(Json(pushgate::to_json(
+        &p,
+        &st.engine.shared().config.public_url,
+    )))
 }
 
-pub async fn revoke(State(st): State<AppState>, headers: HeaderMap, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+pub async fn revoke(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    Path(id): Path<String>,
+) -> Result<StatusCode, ApiError> {
     owned(&st, &headers, &id).await?;
     st.engine.shared().store.delete_pushback(&id).await?;
     Ok(StatusCode::NO_CONTENT)
@@ -129,7 +168,11 @@ pub async fn revoke(State(st): State<AppState>, headers: HeaderMap, Path(id): Pa
 const MAX_IDEMPOTENCY_KEY: usize = 255;
 
 /// `GET|POST /push_{id}`.
-pub async fn activate(State(st): State<AppState>, Path(segment): Path<String>, req: Request) -> Result<Response, ApiError> {
+pub async fn activate(
+    State(st): State<AppState>,
+    Path(segment): Path<String>,
+    req: Request,
+) -> Result<Response, ApiError> {
     let not_found = || ApiError::not_found("no such pushback link");
     let id = segment.strip_prefix("push_").ok_or_else(not_found)?;
     if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_alphanumeric()) {
@@ -139,7 +182,11 @@ pub async fn activate(State(st): State<AppState>, Path(segment): Path<String>, r
         && let Err(until) = lim.check_key(&id.to_owned())
     {
         let wait = until.wait_time_from(governor::clock::DefaultClock::default().now());
-        let mut e = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "rate_limited", "too many activations of this link; retry later");
+        let mut e = ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            "too many activations of this link; retry later",
+        );
         e.retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
         return Err(e);
     }
@@ -152,7 +199,12 @@ pub async fn activate(State(st): State<AppState>, Path(segment): Path<String>, r
                 .to_str()
                 .ok()
                 .filter(|k| !k.is_empty() && k.len() <= MAX_IDEMPOTENCY_KEY)
-                .ok_or_else(|| ApiError::invalid_field("Idempotency-Key", "Idempotency-Key must be 1–255 visible ASCII characters"))?;
+                .ok_or_else(|| {
+                    ApiError::invalid_field(
+                        "Idempotency-Key",
+                        "Idempotency-Key must be 1–255 visible ASCII characters",
+                    )
+                })?;
             Some(IdempotencyKey {
                 scope: format!("push:{id}"),
                 key: key.to_owned(),
@@ -173,14 +225,23 @@ pub async fn activate(State(st): State<AppState>, Path(segment): Path<String>, r
         idempotency,
     };
     match st.engine.accept(item).await? {
-        AcceptOutcome::Accepted(e) => Ok(Json(json!({"status": "accepted", "eventId": e.event.id})).into_response()),
+        AcceptOutcome::Accepted(e) => {
+            Ok(Json(json!({"status": "accepted", "eventId": e.event.id})).into_response())
+        }
         AcceptOutcome::Repeated { event_id } => {
             let mut r = Json(json!({"status": "accepted", "eventId": event_id})).into_response();
-            r.headers_mut().insert("idempotent-replayed", axum::http::HeaderValue::from_static("true"));
+            r.headers_mut().insert(
+                "idempotent-replayed",
+                axum::http::HeaderValue::from_static("true"),
+            );
             Ok(r)
         }
         AcceptOutcome::NotFound => Err(not_found()),
-        AcceptOutcome::Gone => Err(ApiError::new(StatusCode::GONE, "gone", "this pushback link has expired or is used up")),
+        AcceptOutcome::Gone => Err(ApiError::new(
+            StatusCode::GONE,
+            "gone",
+            "this pushback link has expired or is used up",
+        )),
     }
 }
 
@@ -190,7 +251,12 @@ fn event_data(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     if ct.as_deref() == Some("application/x-www-form-urlencoded") {
         let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body)
             .map_err(|e| ApiError::bad_request(format!("body is not a valid form: {e}")))?;
-        return Ok(Value::Object(pairs.into_iter().map(|(k, v)| (k, Value::String(v))).collect::<Map<_, _>>()));
+        return Ok(Value::Object(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect::<Map<_, _>>(),
+        ));
     }
     if ct.is_some() && !is_json(headers) {
         return Err(ApiError::new(
@@ -201,7 +267,15 @@ fn event_data(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
     }
     match serde_json::from_slice::<Value>(body) {
         Ok(v @ Value::Object(_)) => Ok(v),
-        Ok(_) => Err(ApiError::new(StatusCode::BAD_REQUEST, "not_an_object", "body must be a JSON object")),
-        Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, "malformed_json", format!("body is not valid JSON: {e}"))),
+        Ok(_) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "not_an_object",
+            "body must be a JSON object",
+        )),
+        Err(e) => Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            format!("body is not valid JSON: {e}"),
+        )),
     }
 }

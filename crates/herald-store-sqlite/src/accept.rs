@@ -26,7 +26,10 @@ fn insert_event(tx: &Transaction<'_>, e: &NewEvent) -> Result<i64> {
     Ok(tx.last_insert_rowid())
 }
 
-pub(crate) fn accept_batch(tx: &Transaction<'_>, items: Vec<AcceptItem>) -> Result<Vec<AcceptOutcome>> {
+pub(crate) fn accept_batch(
+    tx: &Transaction<'_>,
+    items: Vec<AcceptItem>,
+) -> Result<Vec<AcceptOutcome>> {
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         out.push(match item {
@@ -116,10 +119,12 @@ fn activate(
     };
     let seq = insert_event(tx, &event)?;
     if let Some(k) = &idempotency {
-        tx.prepare_cached("INSERT INTO idempotency (scope, key, event_id, created_at) VALUES (?1, ?2, ?3, ?4)")
-            .map_err(backend)?
-            .execute(params![k.scope, k.key, event.id, now_ms])
-            .map_err(backend)?;
+        tx.prepare_cached(
+            "INSERT INTO idempotency (scope, key, event_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+        )
+        .map_err(backend)?
+        .execute(params![k.scope, k.key, event.id, now_ms])
+        .map_err(backend)?;
     }
     Ok(AcceptOutcome::Accepted(StoredEvent { seq, event }))
 }
@@ -145,12 +150,23 @@ fn ensure_dialog(tx: &Transaction<'_>, key: &DialogKey, now_ms: i64) -> Result<(
          VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
     )
     .map_err(backend)?
-    .execute(params![key.channel_type, key.bot_id, key.chat_id, contact_id, now_ms])
+    .execute(params![
+        key.channel_type,
+        key.bot_id,
+        key.chat_id,
+        contact_id,
+        now_ms
+    ])
     .map_err(backend)?;
     Ok((tx.last_insert_rowid(), contact_id))
 }
 
-fn insert_message(tx: &Transaction<'_>, dialog_id: i64, dir: Direction, m: &NewMessage) -> Result<StoredMessage> {
+fn insert_message(
+    tx: &Transaction<'_>,
+    dialog_id: i64,
+    dir: Direction,
+    m: &NewMessage,
+) -> Result<StoredMessage> {
     let buttons = serde_json::to_string(&m.buttons).map_err(backend)?;
     tx.prepare_cached("INSERT INTO messages (dialog_id, direction, text, buttons, ts) VALUES (?1, ?2, ?3, ?4, ?5)")
         .map_err(backend)?
@@ -171,15 +187,20 @@ fn insert_message(tx: &Transaction<'_>, dialog_id: i64, dir: Direction, m: &NewM
     })
 }
 
-pub(crate) fn apply_batch(tx: &Transaction<'_>, handled: Vec<HandledEvent>) -> Result<Vec<Applied>> {
+pub(crate) fn apply_batch(
+    tx: &Transaction<'_>,
+    handled: Vec<HandledEvent>,
+) -> Result<Vec<Applied>> {
     let now_ms = jiff::Timestamp::now().as_millisecond();
     let mut out = Vec::with_capacity(handled.len());
     for h in handled {
         let (dialog_id, contact_id) = ensure_dialog(tx, &h.dialog, now_ms)?;
-        tx.prepare_cached("UPDATE dialogs SET state = ?2, session = ?3, updated_at = ?4 WHERE id = ?1")
-            .map_err(backend)?
-            .execute(params![dialog_id, h.state, h.session.to_string(), now_ms])
-            .map_err(backend)?;
+        tx.prepare_cached(
+            "UPDATE dialogs SET state = ?2, session = ?3, updated_at = ?4 WHERE id = ?1",
+        )
+        .map_err(backend)?
+        .execute(params![dialog_id, h.state, h.session.to_string(), now_ms])
+        .map_err(backend)?;
         if let Some(client) = &h.client {
             tx.prepare_cached("UPDATE contacts SET data = ?2 WHERE id = ?1")
                 .map_err(backend)?

@@ -65,10 +65,13 @@ impl Pool {
     fn open_reader(&self) -> Result<Connection> {
         let conn = Connection::open_with_flags(
             &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX | OpenFlags::SQLITE_OPEN_URI,
+            OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI,
         )
         .map_err(backend)?;
-        conn.busy_timeout(std::time::Duration::from_secs(10)).map_err(backend)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))
+            .map_err(backend)?;
         conn.set_prepared_statement_cache_capacity(32);
         Ok(conn)
     }
@@ -81,7 +84,10 @@ impl Pool {
     {
         let pool = self.clone();
         tokio::task::spawn_blocking(move || {
-            let mut conn = pool.writer.lock().map_err(|_| backend("writer lock poisoned"))?;
+            let mut conn = pool
+                .writer
+                .lock()
+                .map_err(|_| backend("writer lock poisoned"))?;
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(backend)?;
@@ -100,7 +106,12 @@ impl Pool {
     {
         let pool = self.clone();
         tokio::task::spawn_blocking(move || {
-            let conn = match pool.readers.lock().map_err(|_| backend("reader lock poisoned"))?.pop() {
+            let conn = match pool
+                .readers
+                .lock()
+                .map_err(|_| backend("reader lock poisoned"))?
+                .pop()
+            {
                 Some(c) => c,
                 None => pool.open_reader()?,
             };
@@ -123,7 +134,11 @@ fn migrate(conn: &mut Connection) -> Result<()> {
     )
     .map_err(backend)?;
     let current: i64 = conn
-        .query_row("SELECT COALESCE(MAX(version), 0) FROM schema_migrations", [], |r| r.get(0))
+        .query_row(
+            "SELECT COALESCE(MAX(version), 0) FROM schema_migrations",
+            [],
+            |r| r.get(0),
+        )
         .map_err(backend)?;
     for (version, sql) in MIGRATIONS {
         if *version <= current {

@@ -39,11 +39,15 @@ impl Store for SqliteStore {
     }
 
     async fn accept(&self, items: Vec<AcceptItem>) -> Result<Vec<AcceptOutcome>> {
-        self.pool.write(move |tx| accept::accept_batch(tx, items)).await
+        self.pool
+            .write(move |tx| accept::accept_batch(tx, items))
+            .await
     }
 
     async fn apply(&self, handled: Vec<HandledEvent>) -> Result<Vec<Applied>> {
-        self.pool.write(move |tx| accept::apply_batch(tx, handled)).await
+        self.pool
+            .write(move |tx| accept::apply_batch(tx, handled))
+            .await
     }
 
     async fn unhandled_events(&self, after_seq: i64, limit: usize) -> Result<Vec<StoredEvent>> {
@@ -105,7 +109,12 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn list_messages(&self, key: &DialogKey, after: i64, limit: usize) -> Result<Vec<StoredMessage>> {
+    async fn list_messages(
+        &self,
+        key: &DialogKey,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>> {
         let key = key.clone();
         self.pool
             .read(move |c| {
@@ -142,7 +151,10 @@ impl Store for SqliteStore {
                     )
                     .map_err(backend)?;
                 let rows = st
-                    .query_map(params![key.channel_type, key.bot_id, key.chat_id, limit as i64], message_row)
+                    .query_map(
+                        params![key.channel_type, key.bot_id, key.chat_id, limit as i64],
+                        message_row,
+                    )
                     .map_err(backend)?;
                 rows.map(|r| r.map_err(backend)?).collect()
             })
@@ -197,17 +209,24 @@ impl Store for SqliteStore {
         let id = id.to_owned();
         self.pool
             .read(move |c| {
-                c.prepare_cached(&format!("SELECT {PUSHBACK_COLUMNS} FROM pushbacks WHERE id = ?1"))
-                    .map_err(backend)?
-                    .query_row(params![id], pushback_row)
-                    .optional()
-                    .map_err(backend)?
-                    .transpose()
+                c.prepare_cached(&format!(
+                    "SELECT {PUSHBACK_COLUMNS} FROM pushbacks WHERE id = ?1"
+                ))
+                .map_err(backend)?
+                .query_row(params![id], pushback_row)
+                .optional()
+                .map_err(backend)?
+                .transpose()
             })
             .await
     }
 
-    async fn list_pushbacks(&self, bot_id: Option<&str>, chat_id: Option<&str>, limit: usize) -> Result<Vec<Pushback>> {
+    async fn list_pushbacks(
+        &self,
+        bot_id: Option<&str>,
+        chat_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Pushback>> {
         let (bot_id, chat_id) = (bot_id.map(str::to_owned), chat_id.map(str::to_owned));
         self.pool
             .read(move |c| {
@@ -304,7 +323,9 @@ impl Store for SqliteStore {
     async fn stats(&self) -> Result<Stats> {
         self.pool
             .read(|c| {
-                let q = |sql: &str| -> Result<i64> { c.query_row(sql, [], |r| r.get(0)).map_err(backend) };
+                let q = |sql: &str| -> Result<i64> {
+                    c.query_row(sql, [], |r| r.get(0)).map_err(backend)
+                };
                 Ok(Stats {
                     accepted: q("SELECT COALESCE(MAX(seq), 0) FROM events")?,
                     pending: q("SELECT COUNT(*) FROM events WHERE handled = 0")?,

@@ -12,8 +12,7 @@ pub(crate) fn json(text: &str) -> Result<serde_json::Value> {
     serde_json::from_str(text).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
-pub(crate) const PUSHBACK_COLUMNS: &str =
-    "id, channel_type, bot_id, chat_id, event, event_data, created_at, expires_at, max_uses, uses, last_used_at";
+pub(crate) const PUSHBACK_COLUMNS: &str = "id, channel_type, bot_id, chat_id, event, event_data, created_at, expires_at, max_uses, uses, last_used_at";
 
 pub(crate) fn pushback_row(r: &Row<'_>) -> rusqlite::Result<Result<Pushback>> {
     let data: String = r.get(5)?;
@@ -70,7 +69,11 @@ pub(crate) fn message_row(r: &Row<'_>) -> rusqlite::Result<Result<StoredMessage>
         .map_err(|e| StoreError::Corrupt(e.to_string()))
         .map(|buttons| StoredMessage {
             id,
-            direction: if direction == "in" { Direction::In } else { Direction::Out },
+            direction: if direction == "in" {
+                Direction::In
+            } else {
+                Direction::Out
+            },
             text,
             buttons,
             ts: when,

@@ -23,7 +23,12 @@ fn event(id: &str, chat: &str, name: &str) -> NewEvent {
     }
 }
 
-fn pushback(id: &str, chat: &str, max_uses: Option<i64>, expires_at: Option<Timestamp>) -> Pushback {
+fn pushback(
+    id: &str,
+    chat: &str,
+    max_uses: Option<i64>,
+    expires_at: Option<Timestamp>,
+) -> Pushback {
     Pushback {
         id: id.into(),
         dialog: key(chat),
@@ -63,7 +68,10 @@ pub async fn run_all(store: &dyn Store) {
 
 async fn accepted_events_are_unhandled_in_order(store: &dyn Store) {
     let out = store
-        .accept(vec![AcceptItem::Event(event("e1", "a", "x")), AcceptItem::Event(event("e2", "b", "y"))])
+        .accept(vec![
+            AcceptItem::Event(event("e1", "a", "x")),
+            AcceptItem::Event(event("e2", "b", "y")),
+        ])
         .await
         .expect("accept");
     let seqs: Vec<i64> = out
@@ -73,11 +81,21 @@ async fn accepted_events_are_unhandled_in_order(store: &dyn Store) {
             other => panic!("event not accepted: {other:?}"),
         })
         .collect();
-    assert!(seqs[0] < seqs[1], "sequence numbers must grow in accept order");
+    assert!(
+        seqs[0] < seqs[1],
+        "sequence numbers must grow in accept order"
+    );
     let pending = store.unhandled_events(0, 100).await.expect("unhandled");
     let ids: Vec<&str> = pending.iter().map(|e| e.event.id.as_str()).collect();
-    assert_eq!(ids, ["e1", "e2"], "unhandled events come back in accept order");
-    let later = store.unhandled_events(seqs[0], 100).await.expect("unhandled after");
+    assert_eq!(
+        ids,
+        ["e1", "e2"],
+        "unhandled events come back in accept order"
+    );
+    let later = store
+        .unhandled_events(seqs[0], 100)
+        .await
+        .expect("unhandled after");
     assert_eq!(later.len(), 1, "after_seq skips earlier events");
     handle_all(store).await;
 }
@@ -98,69 +116,149 @@ async fn handle_all(store: &dyn Store) {
         })
         .collect();
     store.apply(handled).await.expect("apply");
-    assert!(store.unhandled_events(0, 10).await.expect("unhandled").is_empty());
+    assert!(
+        store
+            .unhandled_events(0, 10)
+            .await
+            .expect("unhandled")
+            .is_empty()
+    );
 }
 
 async fn pushback_activation_counts_uses_and_uses_default_data(store: &dyn Store) {
-    store.create_pushback(&pushback("p1", "a", None, None)).await.expect("create");
+    store
+        .create_pushback(&pushback("p1", "a", None, None))
+        .await
+        .expect("create");
     let out = store
-        .accept(vec![activation("p1", None, None), activation("p1", Some(json!({"x": 1})), None)])
+        .accept(vec![
+            activation("p1", None, None),
+            activation("p1", Some(json!({"x": 1})), None),
+        ])
         .await
         .expect("accept");
     match (&out[0], &out[1]) {
         (AcceptOutcome::Accepted(a), AcceptOutcome::Accepted(b)) => {
             assert_eq!(
                 a.event.payload,
-                EventPayload::Event { name: "ping".into(), data: json!({"default": true}) },
+                EventPayload::Event {
+                    name: "ping".into(),
+                    data: json!({"default": true})
+                },
                 "no data means the stored eventData"
             );
-            assert_eq!(b.event.payload, EventPayload::Event { name: "ping".into(), data: json!({"x": 1}) });
+            assert_eq!(
+                b.event.payload,
+                EventPayload::Event {
+                    name: "ping".into(),
+                    data: json!({"x": 1})
+                }
+            );
             assert_eq!(a.event.dialog, key("a"));
         }
         other => panic!("activations not accepted: {other:?}"),
     }
-    let p = store.get_pushback("p1").await.expect("get").expect("exists");
+    let p = store
+        .get_pushback("p1")
+        .await
+        .expect("get")
+        .expect("exists");
     assert_eq!(p.uses, 2, "each activation counts a use");
     assert!(p.last_used_at.is_some());
-    let out = store.accept(vec![activation("nope", None, None)]).await.expect("accept");
-    assert!(matches!(out[0], AcceptOutcome::NotFound), "unknown id is not found");
+    let out = store
+        .accept(vec![activation("nope", None, None)])
+        .await
+        .expect("accept");
+    assert!(
+        matches!(out[0], AcceptOutcome::NotFound),
+        "unknown id is not found"
+    );
     handle_all(store).await;
 }
 
 async fn expired_and_used_up_pushbacks_are_gone(store: &dyn Store) {
     let past = Timestamp::now() - SignedDuration::from_secs(1);
-    store.create_pushback(&pushback("old", "a", None, Some(past))).await.expect("create");
-    store.create_pushback(&pushback("once", "a", Some(1), None)).await.expect("create");
+    store
+        .create_pushback(&pushback("old", "a", None, Some(past)))
+        .await
+        .expect("create");
+    store
+        .create_pushback(&pushback("once", "a", Some(1), None))
+        .await
+        .expect("create");
     let out = store
-        .accept(vec![activation("old", None, None), activation("once", None, None), activation("once", None, None)])
+        .accept(vec![
+            activation("old", None, None),
+            activation("once", None, None),
+            activation("once", None, None),
+        ])
         .await
         .expect("accept");
-    assert!(matches!(out[0], AcceptOutcome::Gone), "expired link is gone");
-    assert!(matches!(out[1], AcceptOutcome::Accepted(_)), "first use of a one-use link works");
-    assert!(matches!(out[2], AcceptOutcome::Gone), "second use of a one-use link is gone");
+    assert!(
+        matches!(out[0], AcceptOutcome::Gone),
+        "expired link is gone"
+    );
+    assert!(
+        matches!(out[1], AcceptOutcome::Accepted(_)),
+        "first use of a one-use link works"
+    );
+    assert!(
+        matches!(out[2], AcceptOutcome::Gone),
+        "second use of a one-use link is gone"
+    );
     handle_all(store).await;
 }
 
 async fn idempotency_key_returns_the_first_event(store: &dyn Store) {
-    store.create_pushback(&pushback("idem", "a", None, None)).await.expect("create");
-    let first = store.accept(vec![activation("idem", None, Some("k1"))]).await.expect("accept");
-    let AcceptOutcome::Accepted(first) = &first[0] else { panic!("first activation not accepted") };
-    let again = store.accept(vec![activation("idem", None, Some("k1"))]).await.expect("accept");
+    store
+        .create_pushback(&pushback("idem", "a", None, None))
+        .await
+        .expect("create");
+    let first = store
+        .accept(vec![activation("idem", None, Some("k1"))])
+        .await
+        .expect("accept");
+    let AcceptOutcome::Accepted(first) = &first[0] else {
+        panic!("first activation not accepted")
+    };
+    let again = store
+        .accept(vec![activation("idem", None, Some("k1"))])
+        .await
+        .expect("accept");
     match &again[0] {
         AcceptOutcome::Repeated { event_id } => assert_eq!(event_id, &first.event.id),
         other => panic!("repeated key raised again: {other:?}"),
     }
-    let p = store.get_pushback("idem").await.expect("get").expect("exists");
+    let p = store
+        .get_pushback("idem")
+        .await
+        .expect("get")
+        .expect("exists");
     assert_eq!(p.uses, 1, "a repeated key does not count a use");
-    assert_eq!(store.purge_idempotency(Timestamp::now() + SignedDuration::from_secs(1)).await.expect("purge"), 1);
+    assert_eq!(
+        store
+            .purge_idempotency(Timestamp::now() + SignedDuration::from_secs(1))
+            .await
+            .expect("purge"),
+        1
+    );
     handle_all(store).await;
 }
 
 async fn applying_creates_dialog_stores_replies_and_marks_handled(store: &dyn Store) {
-    let out = store.accept(vec![AcceptItem::Event(event("h1", "chat-h", "x"))]).await.expect("accept");
-    let AcceptOutcome::Accepted(e) = &out[0] else { panic!("not accepted") };
+    let out = store
+        .accept(vec![AcceptItem::Event(event("h1", "chat-h", "x"))])
+        .await
+        .expect("accept");
+    let AcceptOutcome::Accepted(e) = &out[0] else {
+        panic!("not accepted")
+    };
     let now = Timestamp::now();
-    let msg = |t: &str| NewMessage { text: t.into(), buttons: vec![], ts: now };
+    let msg = |t: &str| NewMessage {
+        text: t.into(),
+        buttons: vec![],
+        ts: now,
+    };
     let applied = store
         .apply(vec![HandledEvent {
             seq: e.seq,
@@ -171,49 +269,114 @@ async fn applying_creates_dialog_stores_replies_and_marks_handled(store: &dyn St
             incoming: Some(msg("hi")),
             replies: vec![
                 msg("one"),
-                NewMessage { text: "two".into(), buttons: vec![ButtonOut { id: "y".into(), text: "Yes".into() }], ts: now },
+                NewMessage {
+                    text: "two".into(),
+                    buttons: vec![ButtonOut {
+                        id: "y".into(),
+                        text: "Yes".into(),
+                    }],
+                    ts: now,
+                },
             ],
             raise: vec![event("h2", "chat-h", "scriptError")],
         }])
         .await
         .expect("apply");
     assert_eq!(applied[0].replies.len(), 2);
-    assert!(applied[0].replies[0].id < applied[0].replies[1].id, "reply ids grow in order");
+    assert!(
+        applied[0].replies[0].id < applied[0].replies[1].id,
+        "reply ids grow in order"
+    );
     assert_eq!(applied[0].raised.len(), 1);
-    let d = store.load_dialog(&key("chat-h")).await.expect("load").expect("dialog created");
+    let d = store
+        .load_dialog(&key("chat-h"))
+        .await
+        .expect("load")
+        .expect("dialog created");
     assert_eq!(d.state.as_deref(), Some("/A"));
     assert_eq!(d.session, json!({"s": 1}));
     assert_eq!(d.client, json!({"c": 2}));
-    let all = store.list_messages(&key("chat-h"), 0, 100).await.expect("list");
-    let texts: Vec<(&str, Direction)> = all.iter().map(|m| (m.text.as_str(), m.direction)).collect();
-    assert_eq!(texts, [("hi", Direction::In), ("one", Direction::Out), ("two", Direction::Out)]);
+    let all = store
+        .list_messages(&key("chat-h"), 0, 100)
+        .await
+        .expect("list");
+    let texts: Vec<(&str, Direction)> =
+        all.iter().map(|m| (m.text.as_str(), m.direction)).collect();
+    assert_eq!(
+        texts,
+        [
+            ("hi", Direction::In),
+            ("one", Direction::Out),
+            ("two", Direction::Out)
+        ]
+    );
     assert_eq!(all[2].buttons[0].text, "Yes");
     let pending = store.unhandled_events(0, 10).await.expect("unhandled");
-    assert_eq!(pending.len(), 1, "the handled event is done; the raised one is pending");
+    assert_eq!(
+        pending.len(),
+        1,
+        "the handled event is done; the raised one is pending"
+    );
     assert_eq!(pending[0].event.id, "h2");
-    let contact = store.get_contact(d.contact_id).await.expect("contact").expect("exists");
+    let contact = store
+        .get_contact(d.contact_id)
+        .await
+        .expect("contact")
+        .expect("exists");
     assert_eq!(contact.dialogs, vec![key("chat-h")]);
     handle_all(store).await;
 }
 
 async fn acknowledged_messages_are_not_replayed(store: &dyn Store) {
-    let all = store.unacked_messages(&key("chat-h"), 100).await.expect("unacked");
+    let all = store
+        .unacked_messages(&key("chat-h"), 100)
+        .await
+        .expect("unacked");
     assert_eq!(all.len(), 2, "outgoing messages only");
-    store.ack_messages(&key("chat-h"), all[0].id).await.expect("ack");
-    let rest = store.unacked_messages(&key("chat-h"), 100).await.expect("unacked");
+    store
+        .ack_messages(&key("chat-h"), all[0].id)
+        .await
+        .expect("ack");
+    let rest = store
+        .unacked_messages(&key("chat-h"), 100)
+        .await
+        .expect("unacked");
     assert_eq!(rest.len(), 1);
-    store.ack_messages(&key("chat-h"), 0).await.expect("ack backwards");
-    assert_eq!(store.unacked_messages(&key("chat-h"), 100).await.expect("unacked").len(), 1, "ack never moves back");
+    store
+        .ack_messages(&key("chat-h"), 0)
+        .await
+        .expect("ack backwards");
+    assert_eq!(
+        store
+            .unacked_messages(&key("chat-h"), 100)
+            .await
+            .expect("unacked")
+            .len(),
+        1,
+        "ack never moves back"
+    );
 }
 
 async fn pushbacks_can_be_listed_and_revoked(store: &dyn Store) {
-    store.create_pushback(&pushback("l1", "list-chat", None, None)).await.expect("create");
-    let listed = store.list_pushbacks(Some("bot"), Some("list-chat"), 100).await.expect("list");
+    store
+        .create_pushback(&pushback("l1", "list-chat", None, None))
+        .await
+        .expect("create");
+    let listed = store
+        .list_pushbacks(Some("bot"), Some("list-chat"), 100)
+        .await
+        .expect("list");
     assert_eq!(listed.len(), 1);
     assert!(store.delete_pushback("l1").await.expect("delete"));
     assert!(!store.delete_pushback("l1").await.expect("delete twice"));
     assert!(store.get_pushback("l1").await.expect("get").is_none());
-    let out = store.accept(vec![activation("l1", None, None)]).await.expect("accept");
-    assert!(matches!(out[0], AcceptOutcome::NotFound), "a revoked link is not found");
+    let out = store
+        .accept(vec![activation("l1", None, None)])
+        .await
+        .expect("accept");
+    assert!(
+        matches!(out[0], AcceptOutcome::NotFound),
+        "a revoked link is not found"
+    );
     store.ping().await.expect("ping");
 }

@@ -37,7 +37,12 @@ pub trait Store: Send + Sync + 'static {
     async fn load_dialog(&self, key: &DialogKey) -> Result<Option<DialogRecord>>;
 
     /// Messages of a dialog (both directions), oldest first, with `id > after`.
-    async fn list_messages(&self, key: &DialogKey, after: i64, limit: usize) -> Result<Vec<StoredMessage>>;
+    async fn list_messages(
+        &self,
+        key: &DialogKey,
+        after: i64,
+        limit: usize,
+    ) -> Result<Vec<StoredMessage>>;
 
     /// Outgoing messages the client has not acknowledged, oldest first.
     async fn unacked_messages(&self, key: &DialogKey, limit: usize) -> Result<Vec<StoredMessage>>;
@@ -47,7 +52,12 @@ pub trait Store: Send + Sync + 'static {
 
     async fn create_pushback(&self, pushback: &Pushback) -> Result<()>;
     async fn get_pushback(&self, id: &str) -> Result<Option<Pushback>>;
-    async fn list_pushbacks(&self, bot_id: Option<&str>, chat_id: Option<&str>, limit: usize) -> Result<Vec<Pushback>>;
+    async fn list_pushbacks(
+        &self,
+        bot_id: Option<&str>,
+        chat_id: Option<&str>,
+        limit: usize,
+    ) -> Result<Vec<Pushback>>;
     /// Revokes; `false` if it did not exist.
     async fn delete_pushback(&self, id: &str) -> Result<bool>;
 

@@ -79,7 +79,9 @@ pub enum AcceptItem {
 pub enum AcceptOutcome {
     Accepted(StoredEvent),
     /// The idempotency key was seen: the first answer's event id, nothing new was logged.
-    Repeated { event_id: String },
+    Repeated {
+        event_id: String,
+    },
     NotFound,
     /// Expired or used up.
     Gone,

@@ -48,7 +48,10 @@ impl std::fmt::Debug for Settings {
             .field("public_url", &self.public_url)
             .field("data_dir", &self.data_dir)
             .field("database_url", &self.database_url.as_ref().map(|_| "<set>"))
-            .field("admin_token", &self.admin_token.as_ref().map(|_| "<hidden>"))
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<hidden>"),
+            )
             .field("project", &self.project)
             .finish_non_exhaustive()
     }
@@ -87,7 +90,12 @@ impl Settings {
             .merge(Toml::file(&toml))
             .merge(Env::prefixed("HERALD_"))
             .extract()
-            .map_err(|e| format!("invalid settings ({}, HERALD_* variables): {e}", toml.display()))
+            .map_err(|e| {
+                format!(
+                    "invalid settings ({}, HERALD_* variables): {e}",
+                    toml.display()
+                )
+            })
     }
 
     pub fn public_url(&self) -> String {
@@ -107,7 +115,10 @@ impl Settings {
                 } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
                     Err("the PostgreSQL backend is not available in this version; use sqlite:// (the default)".into())
                 } else {
-                    Err(format!("HERALD_DATABASE_URL must start with sqlite:// (got `{}`)", url.split(':').next().unwrap_or("")))
+                    Err(format!(
+                        "HERALD_DATABASE_URL must start with sqlite:// (got `{}`)",
+                        url.split(':').next().unwrap_or("")
+                    ))
                 }
             }
         }
@@ -117,7 +128,10 @@ impl Settings {
         if self.workers > 0 {
             self.workers
         } else {
-            std::thread::available_parallelism().map(|n| n.get() * 2).unwrap_or(4).max(4)
+            std::thread::available_parallelism()
+                .map(|n| n.get() * 2)
+                .unwrap_or(4)
+                .max(4)
         }
     }
 }

@@ -24,10 +24,17 @@ fn env_lookup(name: &str) -> Option<String> {
 /// `herald serve` refuses to start on.
 pub fn load_checked_project(dir: &Path) -> Result<Project, Vec<Diagnostic>> {
     if !dir.is_dir() {
-        return Err(vec![Diagnostic::new(dir, 0, 0, "project directory not found").with_hint("pass --project DIR or set HERALD_PROJECT")]);
+        return Err(vec![
+            Diagnostic::new(dir, 0, 0, "project directory not found")
+                .with_hint("pass --project DIR or set HERALD_PROJECT"),
+        ]);
     }
     let project = herald_core::load_project(dir, &env_lookup)?;
-    let mut diags: Vec<Diagnostic> = project.bots.values().flat_map(|b| herald_script::check_bot(b)).collect();
+    let mut diags: Vec<Diagnostic> = project
+        .bots
+        .values()
+        .flat_map(|b| herald_script::check_bot(b))
+        .collect();
     if diags.is_empty() {
         Ok(project)
     } else {
@@ -38,7 +45,11 @@ pub fn load_checked_project(dir: &Path) -> Result<Project, Vec<Diagnostic>> {
 
 pub fn format_diagnostics(diags: &[Diagnostic]) -> String {
     let mut s: String = diags.iter().map(|d| format!("{d}\n")).collect();
-    s.push_str(&format!("{} error{} found\n", diags.len(), if diags.len() == 1 { "" } else { "s" }));
+    s.push_str(&format!(
+        "{} error{} found\n",
+        diags.len(),
+        if diags.len() == 1 { "" } else { "s" }
+    ));
     s
 }
 
@@ -54,7 +65,8 @@ pub fn admin_token(settings: &Settings) -> anyhow::Result<String> {
             return Ok(t);
         }
     }
-    std::fs::create_dir_all(&settings.data_dir).with_context(|| format!("cannot create {}", settings.data_dir.display()))?;
+    std::fs::create_dir_all(&settings.data_dir)
+        .with_context(|| format!("cannot create {}", settings.data_dir.display()))?;
     let token = {
         use rand::RngCore;
         let mut b = [0u8; 24];
@@ -63,7 +75,10 @@ pub fn admin_token(settings: &Settings) -> anyhow::Result<String> {
     };
     write_private(&path, &token).with_context(|| format!("cannot write {}", path.display()))?;
     tracing::warn!(path = %path.display(), "no admin token configured: generated one and stored it in this file");
-    eprintln!("herald: generated an admin token; it is in {}", path.display());
+    eprintln!(
+        "herald: generated an admin token; it is in {}",
+        path.display()
+    );
     Ok(token)
 }
 
@@ -93,20 +108,29 @@ impl Running {
     /// Graceful stop: no new connections, in-flight requests and events finish, results commit.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
-        self.done.await.map_err(|e| anyhow!("server task failed: {e}"))?
+        self.done
+            .await
+            .map_err(|e| anyhow!("server task failed: {e}"))?
     }
 }
 
 /// Opens storage, starts the engine (replaying unhandled events) and serves on `listener`.
-pub async fn launch(settings: Settings, project_dir: PathBuf, listener: TcpListener) -> anyhow::Result<Running> {
-    let project = load_checked_project(&project_dir).map_err(|d| anyhow!("the project has errors:\n{}", format_diagnostics(&d)))?;
+pub async fn launch(
+    settings: Settings,
+    project_dir: PathBuf,
+    listener: TcpListener,
+) -> anyhow::Result<Running> {
+    let project = load_checked_project(&project_dir)
+        .map_err(|d| anyhow!("the project has errors:\n{}", format_diagnostics(&d)))?;
     let sync = match settings.sqlite_synchronous.to_ascii_lowercase().as_str() {
         "full" => Synchronous::Full,
         "normal" => Synchronous::Normal,
         other => bail!("sqlite_synchronous must be `full` or `normal`, not `{other}`"),
     };
     let db = settings.sqlite_path().map_err(|e| anyhow!(e))?;
-    let store = Arc::new(SqliteStore::open(&db, sync).with_context(|| format!("cannot open {}", db.display()))?);
+    let store = Arc::new(
+        SqliteStore::open(&db, sync).with_context(|| format!("cannot open {}", db.display()))?,
+    );
     let admin = admin_token(&settings)?;
     let addr = listener.local_addr()?;
     let mut settings = settings;
@@ -140,8 +164,13 @@ pub async fn launch(settings: Settings, project_dir: PathBuf, listener: TcpListe
             let _ = stopped.wait_for(|s| *s).await;
         };
         herald_server::serve(listener, app, shutdown).await?;
-        if tokio::time::timeout(grace, engine.shutdown()).await.is_err() {
-            tracing::warn!("in-flight work did not finish in time; it will replay at the next start");
+        if tokio::time::timeout(grace, engine.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "in-flight work did not finish in time; it will replay at the next start"
+            );
         }
         Ok(())
     });

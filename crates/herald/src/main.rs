@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use herald::{Settings, format_diagnostics, launch, load_checked_project};
 
 #[derive(Parser)]
-#[command(name = "herald", version, about = "Event-driven conversations: pushbacks, scheduled jobs, notifications")]
+#[command(
+    name = "herald",
+    version,
+    about = "Event-driven conversations: pushbacks, scheduled jobs, notifications"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -23,10 +27,12 @@ struct ProjectArg {
 #[derive(Subcommand)]
 enum Command {
     /// Run the server. Settings come from defaults, PROJECT/herald.toml, HERALD_* variables and these flags.
-    #[command(after_help = "More settings (herald.toml keys, or HERALD_<KEY> variables): body_limit, \
+    #[command(
+        after_help = "More settings (herald.toml keys, or HERALD_<KEY> variables): body_limit, \
 pushback_rate_limit, pushback_rate_burst, script_timeout_ms, script_memory_mb, http_allow_link_local, \
 http_timeout_ms, workers, sqlite_synchronous (full|normal), log, log_format (text|json), shutdown_timeout_secs. \
-See docs/configuration.md.")]
+See docs/configuration.md."
+    )]
     Serve {
         #[command(flatten)]
         project: ProjectArg,
@@ -56,7 +62,9 @@ See docs/configuration.md.")]
 fn init_logs(s: &Settings) {
     use tracing_subscriber::EnvFilter;
     let filter = EnvFilter::try_new(&s.log).unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
     if s.log_format.eq_ignore_ascii_case("json") {
         builder.json().init();
     } else {
@@ -68,13 +76,14 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(t) => t,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(t) => t,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
         tokio::select! {
             _ = ctrl_c => {},
             _ = term.recv() => {},
@@ -89,7 +98,12 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { project } => match load_checked_project(&project.project) {
             Ok(p) => {
-                println!("{}: ok ({} bot{})", project.project.display(), p.bots.len(), if p.bots.len() == 1 { "" } else { "s" });
+                println!(
+                    "{}: ok ({} bot{})",
+                    project.project.display(),
+                    p.bots.len(),
+                    if p.bots.len() == 1 { "" } else { "s" }
+                );
                 ExitCode::SUCCESS
             }
             Err(d) => {
@@ -120,10 +134,16 @@ fn main() -> ExitCode {
             init_logs(&settings);
             if let Err(d) = load_checked_project(&project.project) {
                 eprint!("{}", format_diagnostics(&d));
-                eprintln!("herald: not starting: fix the errors above (`herald check --project {}`)", project.project.display());
+                eprintln!(
+                    "herald: not starting: fix the errors above (`herald check --project {}`)",
+                    project.project.display()
+                );
                 return ExitCode::FAILURE;
             }
-            let rt = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+            let rt = match tokio::runtime::Builder::new_multi_thread()
+                .enable_all()
+                .build()
+            {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("herald: cannot start the runtime: {e}");

@@ -11,35 +11,73 @@ use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 
 fn texts(replies: &[Value]) -> Vec<String> {
-    replies.iter().map(|r| r["text"].as_str().unwrap_or_default().to_owned()).collect()
+    replies
+        .iter()
+        .map(|r| r["text"].as_str().unwrap_or_default().to_owned())
+        .collect()
 }
 
 #[tokio::test]
 async fn the_newsletter_story_works_over_http() {
     let (server, sink, _p, _d) = newsletter().await;
     let offer = server.say("newsletter", "u1", "hi").await;
-    assert_eq!(texts(&offer), ["Do you want to subscribe to our newsletter?"]);
-    assert_eq!(offer[0]["buttons"], json!([{"id": "Yes", "text": "Yes"}, {"id": "No", "text": "No"}]));
+    assert_eq!(
+        texts(&offer),
+        ["Do you want to subscribe to our newsletter?"]
+    );
+    assert_eq!(
+        offer[0]["buttons"],
+        json!([{"id": "Yes", "text": "Yes"}, {"id": "No", "text": "No"}])
+    );
     let hooray = server.say("newsletter", "u1", "Yes").await;
-    assert_eq!(texts(&hooray), ["Hooray! Now you'll be the first to know about all our sales and promotions."]);
+    assert_eq!(
+        texts(&hooray),
+        ["Hooray! Now you'll be the first to know about all our sales and promotions."]
+    );
 
     let got = sink.wait_for(1).await;
-    let link = got[0]["link"].as_str().expect("the subscribe service got a link").to_owned();
-    assert!(link.starts_with(&format!("{}/push_", server.base)), "{link}");
+    let link = got[0]["link"]
+        .as_str()
+        .expect("the subscribe service got a link")
+        .to_owned();
+    assert!(
+        link.starts_with(&format!("{}/push_", server.base)),
+        "{link}"
+    );
 
-    let r = server.http.post(&link).json(&json!({"text": "20% off"})).send().await.expect("post");
+    let r = server
+        .http
+        .post(&link)
+        .json(&json!({"text": "20% off"}))
+        .send()
+        .await
+        .expect("post");
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["status"], "accepted");
     assert!(body["eventId"].is_string());
-    let msgs = server.wait_for_text("newsletter", "u1", "We have a unique offer just for you! 20% off").await;
+    let msgs = server
+        .wait_for_text(
+            "newsletter",
+            "u1",
+            "We have a unique offer just for you! 20% off",
+        )
+        .await;
     // history keeps both directions in order
     let all: Vec<(String, String)> = msgs
         .iter()
-        .map(|m| (m["direction"].as_str().unwrap_or("").into(), m["text"].as_str().unwrap_or("").into()))
+        .map(|m| {
+            (
+                m["direction"].as_str().unwrap_or("").into(),
+                m["text"].as_str().unwrap_or("").into(),
+            )
+        })
         .collect();
     assert_eq!(all[0], ("in".into(), "hi".into()));
-    assert_eq!(all.last().map(|m| m.1.as_str()), Some("We have a unique offer just for you! 20% off"));
+    assert_eq!(
+        all.last().map(|m| m.1.as_str()),
+        Some("We have a unique offer just for you! 20% off")
+    );
 }
 
 #[tokio::test]
@@ -52,22 +90,40 @@ async fn a_get_activation_uses_the_default_event_data() {
         )
         .await;
     assert_eq!(s, 201, "{p}");
-    let r = server.http.get(p["link"].as_str().expect("link")).send().await.expect("get");
+    let r = server
+        .http
+        .get(p["link"].as_str().expect("link"))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(r.status(), 200);
-    server.wait_for_text("newsletter", "g1", "We have a unique offer just for you! default deal").await;
+    server
+        .wait_for_text(
+            "newsletter",
+            "g1",
+            "We have a unique offer just for you! default deal",
+        )
+        .await;
 }
 
 #[tokio::test]
 async fn unknown_text_gets_the_no_match_answer_and_no_leaves_the_offer() {
     let (server, _sink, _p, _d) = newsletter().await;
-    assert_eq!(texts(&server.say("newsletter", "u2", "what is this").await), ["Sorry, I did not get that."]);
+    assert_eq!(
+        texts(&server.say("newsletter", "u2", "what is this").await),
+        ["Sorry, I did not get that."]
+    );
     server.say("newsletter", "u2", "hello").await;
-    assert_eq!(texts(&server.say("newsletter", "u2", "no thanks").await), ["OK, maybe later."]);
+    assert_eq!(
+        texts(&server.say("newsletter", "u2", "no thanks").await),
+        ["OK, maybe later."]
+    );
     let (_, d) = server.get("/api/v1/bots/newsletter/dialogs/u2").await;
     assert_eq!(d["state"], "/SubscribeOffer/Decline");
 }
 
-type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+type Ws =
+    tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
 async fn connect(base: &str, chat: Option<&str>) -> (Ws, String) {
     let ws_base = base.replacen("http://", "ws://", 1);
@@ -75,7 +131,9 @@ async fn connect(base: &str, chat: Option<&str>) -> (Ws, String) {
         Some(c) => format!("{ws_base}/chat/newsletter/ws?chatId={c}"),
         None => format!("{ws_base}/chat/newsletter/ws"),
     };
-    let (mut ws, _) = tokio_tungstenite::connect_async(url).await.expect("ws connect");
+    let (mut ws, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("ws connect");
     let hello = next_frame(&mut ws).await.expect("hello");
     assert_eq!(hello["type"], "hello");
     let chat = hello["chatId"].as_str().expect("chatId").to_owned();
@@ -93,7 +151,9 @@ async fn next_frame(ws: &mut Ws) -> Option<Value> {
 }
 
 async fn send(ws: &mut Ws, v: Value) {
-    ws.send(Message::Text(v.to_string().into())).await.expect("send");
+    ws.send(Message::Text(v.to_string().into()))
+        .await
+        .expect("send");
 }
 
 #[tokio::test]
@@ -106,17 +166,33 @@ async fn the_newsletter_story_works_over_the_websocket_with_offline_replay() {
     assert_eq!(offer["type"], "message");
     assert_eq!(offer["text"], "Do you want to subscribe to our newsletter?");
     assert_eq!(offer["buttons"][0]["id"], "Yes");
-    send(&mut ws, json!({"type": "button", "id": "Yes", "text": "Yes"})).await;
+    send(
+        &mut ws,
+        json!({"type": "button", "id": "Yes", "text": "Yes"}),
+    )
+    .await;
     let hooray = next_frame(&mut ws).await.expect("hooray");
-    assert!(hooray["text"].as_str().unwrap_or("").starts_with("Hooray!"), "{hooray}");
+    assert!(
+        hooray["text"].as_str().unwrap_or("").starts_with("Hooray!"),
+        "{hooray}"
+    );
     send(&mut ws, json!({"type": "ack", "upTo": hooray["id"]})).await;
     // the browser tab closes
     ws.close(None).await.ok();
     drop(ws);
 
-    let link = sink.wait_for(1).await[0]["link"].as_str().expect("link").to_owned();
+    let link = sink.wait_for(1).await[0]["link"]
+        .as_str()
+        .expect("link")
+        .to_owned();
     for text in ["20% off", "30% off"] {
-        let r = server.http.post(&link).json(&json!({"text": text})).send().await.expect("post");
+        let r = server
+            .http
+            .post(&link)
+            .json(&json!({"text": text}))
+            .send()
+            .await
+            .expect("post");
         assert_eq!(r.status(), 200);
     }
     server.settle().await;
@@ -142,7 +218,12 @@ async fn the_newsletter_story_works_over_the_websocket_with_offline_replay() {
 async fn bad_websocket_frames_get_an_error_frame_and_the_socket_stays_open() {
     let (server, _sink, _p, _d) = newsletter().await;
     let (mut ws, _) = connect(&server.base, Some("frames")).await;
-    for bad in [json!("x"), json!({"type": "nope"}), json!({"type": "text", "text": ""}), json!({"type": "ack"})] {
+    for bad in [
+        json!("x"),
+        json!({"type": "nope"}),
+        json!({"type": "text", "text": ""}),
+        json!({"type": "ack"}),
+    ] {
         send(&mut ws, bad).await;
         let e = next_frame(&mut ws).await.expect("error frame");
         assert_eq!(e["type"], "error", "{e}");
@@ -156,22 +237,46 @@ async fn links_and_queued_replies_survive_a_restart() {
     let (mut server, sink, project, data) = newsletter().await;
     server.say("newsletter", "r1", "hi").await;
     server.say("newsletter", "r1", "Yes").await;
-    let link_before = sink.wait_for(1).await[0]["link"].as_str().expect("link").to_owned();
+    let link_before = sink.wait_for(1).await[0]["link"]
+        .as_str()
+        .expect("link")
+        .to_owned();
     let id = link_before.rsplit("push_").next().expect("id").to_owned();
-    let r = server.http.post(&link_before).json(&json!({"text": "before restart"})).send().await.expect("post");
+    let r = server
+        .http
+        .post(&link_before)
+        .json(&json!({"text": "before restart"}))
+        .send()
+        .await
+        .expect("post");
     assert_eq!(r.status(), 200);
     server.stop().await;
 
     let server = TestServer::start(project.path(), data.path()).await;
     // the same link on the new server (port may differ; the id is what counts)
     let link = server.url(&format!("/push_{id}"));
-    let r = server.http.post(&link).json(&json!({"text": "after restart"})).send().await.expect("post");
+    let r = server
+        .http
+        .post(&link)
+        .json(&json!({"text": "after restart"}))
+        .send()
+        .await
+        .expect("post");
     assert_eq!(r.status(), 200, "the link still works after a restart");
-    server.wait_for_text("newsletter", "r1", "We have a unique offer just for you! after restart").await;
+    server
+        .wait_for_text(
+            "newsletter",
+            "r1",
+            "We have a unique offer just for you! after restart",
+        )
+        .await;
 
     // nothing was acknowledged by a chat client: everything queued is replayed on connect, in order
     let ws_base = server.base.replacen("http://", "ws://", 1);
-    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{ws_base}/chat/newsletter/ws?chatId=r1")).await.expect("ws");
+    let (mut ws, _) =
+        tokio_tungstenite::connect_async(format!("{ws_base}/chat/newsletter/ws?chatId=r1"))
+            .await
+            .expect("ws");
     let mut got = Vec::new();
     while let Some(f) = next_frame(&mut ws).await {
         if f["type"] == "message" {

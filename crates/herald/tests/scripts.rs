@@ -86,18 +86,32 @@ async fn lab() -> (TestServer, Sink, tempfile::TempDir, tempfile::TempDir) {
 }
 
 fn texts(v: &[Value]) -> Vec<String> {
-    v.iter().map(|m| m["text"].as_str().unwrap_or_default().to_owned()).collect()
+    v.iter()
+        .map(|m| m["text"].as_str().unwrap_or_default().to_owned())
+        .collect()
 }
 
 #[tokio::test]
 async fn session_and_client_persist_between_turns_and_templates_see_them() {
     let (server, _s, _p, _d) = lab().await;
-    assert_eq!(texts(&server.say("lab", "s1", "count").await), ["n=1 visits=1 Welcome"]);
-    assert_eq!(texts(&server.say("lab", "s1", "count").await), ["n=2 visits=2 Welcome"]);
-    assert_eq!(texts(&server.say("lab", "s2", "count").await), ["n=1 visits=1 Welcome"], "per dialog");
+    assert_eq!(
+        texts(&server.say("lab", "s1", "count").await),
+        ["n=1 visits=1 Welcome"]
+    );
+    assert_eq!(
+        texts(&server.say("lab", "s1", "count").await),
+        ["n=2 visits=2 Welcome"]
+    );
+    assert_eq!(
+        texts(&server.say("lab", "s2", "count").await),
+        ["n=1 visits=1 Welcome"],
+        "per dialog"
+    );
     let (_, d) = server.get("/api/v1/bots/lab/dialogs/s1").await;
     assert_eq!(d["session"], json!({"n": 2}));
-    let (_, c) = server.get(&format!("/api/v1/contacts/{}", d["contactId"])).await;
+    let (_, c) = server
+        .get(&format!("/api/v1/contacts/{}", d["contactId"]))
+        .await;
     assert_eq!(c["data"], json!({"visits": 2}));
     assert_eq!(c["dialogs"][0]["chatId"], "s1");
 }
@@ -105,13 +119,29 @@ async fn session_and_client_persist_between_turns_and_templates_see_them() {
 #[tokio::test]
 async fn conditions_patterns_script_reactions_and_transitions() {
     let (server, _s, _p, _d) = lab().await;
-    assert_eq!(texts(&server.say("lab", "b", "branch to the left").await), ["went left"]);
-    assert_eq!(texts(&server.say("lab", "b", "branch right").await), ["went right"]);
+    assert_eq!(
+        texts(&server.say("lab", "b", "branch to the left").await),
+        ["went left"]
+    );
+    assert_eq!(
+        texts(&server.say("lab", "b", "branch right").await),
+        ["went right"]
+    );
     let r = server.say("lab", "b", "scripted").await;
     assert_eq!(texts(&r), ["from script"]);
-    assert_eq!(r[0]["buttons"], json!([{"id": "a1", "text": "Alpha"}, {"id": "Beta", "text": "Beta"}]));
-    assert_eq!(texts(&server.say("lab", "b", "jump").await), ["landed, temp="], "$temp does not outlive its turn");
-    assert_eq!(texts(&server.say("lab", "b", "Order #42").await), ["order Order #42"]);
+    assert_eq!(
+        r[0]["buttons"],
+        json!([{"id": "a1", "text": "Alpha"}, {"id": "Beta", "text": "Beta"}])
+    );
+    assert_eq!(
+        texts(&server.say("lab", "b", "jump").await),
+        ["landed, temp="],
+        "$temp does not outlive its turn"
+    );
+    assert_eq!(
+        texts(&server.say("lab", "b", "Order #42").await),
+        ["order Order #42"]
+    );
 }
 
 #[tokio::test]
@@ -119,21 +149,37 @@ async fn a_runaway_loop_raises_script_error_and_the_server_keeps_serving() {
     let (server, _s, _p, _d) = lab().await;
     let started = std::time::Instant::now();
     let replies = server.say("lab", "loop", "loop forever").await;
-    assert!(replies.is_empty(), "the looping turn says nothing: {replies:?}");
-    let msgs = server.wait_for_text("lab", "loop", "sorry: script exceeded its time budget").await;
+    assert!(
+        replies.is_empty(),
+        "the looping turn says nothing: {replies:?}"
+    );
+    let msgs = server
+        .wait_for_text("lab", "loop", "sorry: script exceeded its time budget")
+        .await;
     assert!(started.elapsed().as_secs() < 5);
     assert!(texts(&msgs).contains(&"sorry: script exceeded its time budget".to_owned()));
     // the same worker and other dialogs still work
-    assert_eq!(texts(&server.say("lab", "loop", "count").await), ["n=1 visits=1 Welcome"]);
-    assert_eq!(texts(&server.say("lab", "other", "count").await), ["n=1 visits=1 Welcome"]);
+    assert_eq!(
+        texts(&server.say("lab", "loop", "count").await),
+        ["n=1 visits=1 Welcome"]
+    );
+    assert_eq!(
+        texts(&server.say("lab", "other", "count").await),
+        ["n=1 visits=1 Welcome"]
+    );
 }
 
 #[tokio::test]
 async fn a_memory_bomb_raises_script_error_and_the_runtime_stays_usable() {
     let (server, _s, _p, _d) = lab().await;
     server.say("lab", "mem", "eat memory").await;
-    server.wait_for_text("lab", "mem", "sorry: script exceeded its memory cap").await;
-    assert_eq!(texts(&server.say("lab", "mem", "count").await), ["n=1 visits=1 Welcome"]);
+    server
+        .wait_for_text("lab", "mem", "sorry: script exceeded its memory cap")
+        .await;
+    assert_eq!(
+        texts(&server.say("lab", "mem", "count").await),
+        ["n=1 visits=1 Welcome"]
+    );
 }
 
 #[tokio::test]
@@ -143,13 +189,20 @@ async fn a_throwing_script_keeps_the_session_unchanged_and_reports_the_error() {
     server.say("lab", "t", "throw").await;
     server.wait_for_text("lab", "t", "sorry: Error: boom").await;
     let (_, d) = server.get("/api/v1/bots/lab/dialogs/t").await;
-    assert_eq!(d["session"], json!({"n": 1}), "a failed turn changes nothing");
+    assert_eq!(
+        d["session"],
+        json!({"n": 1}),
+        "a failed turn changes nothing"
+    );
 }
 
 #[tokio::test]
 async fn http_refuses_metadata_addresses_and_calls_real_services() {
     let (server, sink, _p, _d) = lab().await;
-    assert_eq!(texts(&server.say("lab", "h", "metadata").await), ["refused: true"]);
+    assert_eq!(
+        texts(&server.say("lab", "h", "metadata").await),
+        ["refused: true"]
+    );
     let r = server.say("lab", "h", "call").await;
     assert_eq!(texts(&r), [r#"status 200 ok true data {"ok":true}"#]);
     assert_eq!(sink.wait_for(1).await[0], json!({"from": "h"}));

@@ -45,7 +45,9 @@ pub fn project_with_bot(bot_id: &str, yaml: &str) -> tempfile::TempDir {
 }
 
 pub fn examples_dir(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples")
+        .join(name)
 }
 
 pub struct TestServer {
@@ -71,8 +73,12 @@ impl TestServer {
 
     pub async fn start_with(project: &Path, settings: Settings) -> Self {
         let data_dir = settings.data_dir.clone();
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let running = launch(settings, project.to_owned(), listener).await.expect("launch");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let running = launch(settings, project.to_owned(), listener)
+            .await
+            .expect("launch");
         let base = format!("http://{}", running.addr);
         Self {
             running: Some(running),
@@ -93,26 +99,46 @@ impl TestServer {
     }
 
     pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
-        let r = self.http.post(self.url(path)).bearer_auth(ADMIN).json(&body).send().await.expect("send");
+        let r = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(ADMIN)
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
         status_json(r).await
     }
 
     pub async fn get(&self, path: &str) -> (u16, Value) {
-        let r = self.http.get(self.url(path)).bearer_auth(ADMIN).send().await.expect("send");
+        let r = self
+            .http
+            .get(self.url(path))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .expect("send");
         status_json(r).await
     }
 
     /// Sends a user message and waits for the bot's replies; returns their texts.
     pub async fn say(&self, bot: &str, chat: &str, text: &str) -> Vec<Value> {
         let (s, v) = self
-            .post(&format!("/api/v1/bots/{bot}/dialogs/{chat}/messages"), json!({"text": text, "wait": 10000}))
+            .post(
+                &format!("/api/v1/bots/{bot}/dialogs/{chat}/messages"),
+                json!({"text": text, "wait": 10000}),
+            )
             .await;
         assert_eq!(s, 200, "message not handled: {v}");
         v["replies"].as_array().cloned().unwrap_or_default()
     }
 
     pub async fn messages(&self, bot: &str, chat: &str) -> Vec<Value> {
-        let (s, v) = self.get(&format!("/api/v1/bots/{bot}/dialogs/{chat}/messages?limit=1000")).await;
+        let (s, v) = self
+            .get(&format!(
+                "/api/v1/bots/{bot}/dialogs/{chat}/messages?limit=1000"
+            ))
+            .await;
         assert_eq!(s, 200, "{v}");
         v["messages"].as_array().cloned().unwrap_or_default()
     }
@@ -138,14 +164,20 @@ impl TestServer {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("`{text}` never arrived in {bot}/{chat}: {:?}", self.messages(bot, chat).await);
+        panic!(
+            "`{text}` never arrived in {bot}/{chat}: {:?}",
+            self.messages(bot, chat).await
+        );
     }
 }
 
 pub async fn status_json(r: reqwest::Response) -> (u16, Value) {
     let s = r.status().as_u16();
     let text = r.text().await.unwrap_or_default();
-    (s, serde_json::from_str(&text).unwrap_or(Value::String(text)))
+    (
+        s,
+        serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    )
 }
 
 /// A local HTTP server that records every request body and answers with a switchable status.
@@ -164,16 +196,26 @@ impl Sink {
         let app = axum::Router::new().fallback(move |body: axum::body::Bytes| {
             let (r, s) = (r.clone(), s.clone());
             async move {
-                let v = serde_json::from_slice(&body).unwrap_or(Value::String(String::from_utf8_lossy(&body).into()));
+                let v = serde_json::from_slice(&body)
+                    .unwrap_or(Value::String(String::from_utf8_lossy(&body).into()));
                 r.lock().expect("lock").push(v);
                 let code = *s.lock().expect("lock");
-                (axum::http::StatusCode::from_u16(code).expect("status"), "{\"ok\":true}")
+                (
+                    axum::http::StatusCode::from_u16(code).expect("status"),
+                    "{\"ok\":true}",
+                )
             }
         });
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
         let url = format!("http://{}", listener.local_addr().expect("addr"));
         tokio::spawn(async move { axum::serve(listener, app).await });
-        Self { url, received, status }
+        Self {
+            url,
+            received,
+            status,
+        }
     }
 
     pub async fn wait_for(&self, n: usize) -> Vec<Value> {
@@ -184,7 +226,10 @@ impl Sink {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
-        panic!("sink got {:?}, wanted {n} requests", self.received.lock().expect("lock"));
+        panic!(
+            "sink got {:?}, wanted {n} requests",
+            self.received.lock().expect("lock")
+        );
     }
 }
 
@@ -192,7 +237,10 @@ impl Sink {
 pub async fn newsletter() -> (TestServer, Sink, tempfile::TempDir, tempfile::TempDir) {
     let sink = Sink::start().await;
     let subscribe = format!("{}/subscribe", sink.url);
-    let project = project_copy(&examples_dir("newsletter"), &[("http://127.0.0.1:9000/subscribe", &subscribe)]);
+    let project = project_copy(
+        &examples_dir("newsletter"),
+        &[("http://127.0.0.1:9000/subscribe", &subscribe)],
+    );
     let data = tempfile::tempdir().expect("tempdir");
     let server = TestServer::start(project.path(), data.path()).await;
     (server, sink, project, data)
