@@ -22,4 +22,4 @@ pub use bot::model::{BotDef, StateId};
 pub use bot::{parse_bot, resolve_state};
 pub use diag::Diagnostic;
 pub use matching::{match_event, match_text};
-pub use project::{Project, load_project};
+pub use project::{Project, load_project, load_project_checked};

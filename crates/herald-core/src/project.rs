@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::bot::model::BotDef;
-use crate::bot::parse_bot;
+use crate::bot::{CodeCheck, parse_bot_checked};
 use crate::diag::Diagnostic;
 
 /// The loaded definitions of one project directory.
@@ -32,6 +32,15 @@ pub fn is_valid_bot_id(id: &str) -> bool {
 pub fn load_project(
     dir: &Path,
     lookup: &dyn Fn(&str) -> Option<String>,
+) -> Result<Project, Vec<Diagnostic>> {
+    load_project_checked(dir, lookup, &|_| None)
+}
+
+/// [`load_project`], running `check` on every JavaScript snippet of every bot.
+pub fn load_project_checked(
+    dir: &Path,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    check: CodeCheck<'_>,
 ) -> Result<Project, Vec<Diagnostic>> {
     let mut project = Project {
         dir: dir.to_path_buf(),
@@ -87,7 +96,7 @@ pub fn load_project(
                 continue;
             }
         };
-        match parse_bot(&id, &file, &text, lookup) {
+        match parse_bot_checked(&id, &file, &text, lookup, check) {
             Ok(bot) => {
                 project.bots.insert(id, Arc::new(bot));
             }

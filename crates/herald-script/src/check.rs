@@ -17,21 +17,26 @@ pub(crate) fn wrap(code: &Code) -> String {
 pub(crate) fn compile<'js>(ctx: &Ctx<'js>, code: &Code) -> Result<Function<'js>, Diagnostic> {
     ctx.eval::<Function, _>(wrap(code)).map_err(|e| {
         let (msg, line) = exception_details(ctx, e);
-        let file_line = match line {
-            Some(l) if l >= 2 => code.origin.line + (l - 2),
-            _ => code.origin.line,
-        };
-        let what = match code.kind {
-            CodeKind::Body => "script",
-            CodeKind::Expr => "expression",
+        // An error found at the wrapper's closing line belongs to the snippet's last line.
+        let last = code.source.lines().count().max(1) - 1;
+        let offset = line.map(|l| l.saturating_sub(2).min(last)).unwrap_or(0);
+        let (what, hint) = match code.kind {
+            CodeKind::Body => (
+                "script",
+                "fix the JavaScript syntax; a script runs as the body of a function",
+            ),
+            CodeKind::Expr => (
+                "expression",
+                "fix the JavaScript expression; `{{ }}` holes and `if:` take one expression",
+            ),
         };
         Diagnostic::new(
             &code.origin.file,
-            file_line,
+            code.origin.line + offset,
             1,
             format!("JavaScript error in {what}: {msg}"),
         )
-        .with_hint("fix the JavaScript syntax; scripts run as the body of a function")
+        .with_hint(hint)
     })
 }
 
@@ -72,29 +77,35 @@ pub(crate) fn exception_details(ctx: &Ctx<'_>, err: rquickjs::Error) -> (String,
     (text, line)
 }
 
-/// Compiles every snippet of `bot` in a throwaway runtime.
+/// Compiles snippets in a throwaway runtime to find syntax errors at load time.
+pub struct SyntaxChecker {
+    ctx: Context,
+    _rt: Runtime,
+}
+
+impl SyntaxChecker {
+    pub fn new() -> Result<Self, rquickjs::Error> {
+        let rt = Runtime::new()?;
+        rt.set_memory_limit(64 << 20);
+        let ctx = Context::full(&rt)?;
+        Ok(Self { ctx, _rt: rt })
+    }
+
+    /// The syntax error of one snippet, placed in its definition file.
+    pub fn check(&self, code: &Code) -> Option<Diagnostic> {
+        self.ctx.with(|ctx| compile(&ctx, code).err())
+    }
+}
+
+/// Compiles every snippet of `bot`; one diagnostic per syntax error.
 pub fn check_bot(bot: &BotDef) -> Vec<Diagnostic> {
-    let Ok(rt) = Runtime::new() else {
-        return vec![Diagnostic::new(
+    match SyntaxChecker::new() {
+        Ok(c) => bot.code.iter().filter_map(|code| c.check(code)).collect(),
+        Err(e) => vec![Diagnostic::new(
             &bot.file,
             0,
             0,
-            "cannot start the JavaScript engine",
-        )];
-    };
-    rt.set_memory_limit(64 << 20);
-    let Ok(ctx) = Context::full(&rt) else {
-        return vec![Diagnostic::new(
-            &bot.file,
-            0,
-            0,
-            "cannot start the JavaScript engine",
-        )];
-    };
-    ctx.with(|ctx| {
-        bot.code
-            .iter()
-            .filter_map(|c| compile(&ctx, c).err())
-            .collect()
-    })
+            format!("cannot start the JavaScript engine: {e}"),
+        )],
+    }
 }

@@ -19,7 +19,7 @@ use herald_core::diag::Diagnostic;
 use rquickjs::{Context, Ctx, Exception, Function, Object, Persistent, Runtime};
 use serde_json::Value;
 
-pub use check::check_bot;
+pub use check::{SyntaxChecker, check_bot};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {

@@ -86,9 +86,18 @@ impl Settings {
     /// Layers defaults, `{project}/herald.toml`, and `HERALD_*` variables.
     pub fn load(project: &Path) -> Result<Self, String> {
         let toml = project.join("herald.toml");
+        // Only known keys are read from the environment: other HERALD_* variables (a test
+        // switch, a deploy script's own) must not stop the server. Typos in herald.toml still do.
+        let known: Vec<String> = match serde_json::to_value(Settings::default()) {
+            Ok(serde_json::Value::Object(m)) => m.keys().cloned().collect(),
+            _ => Vec::new(),
+        };
         Figment::from(Serialized::defaults(Settings::default()))
             .merge(Toml::file(&toml))
-            .merge(Env::prefixed("HERALD_"))
+            .merge(
+                Env::prefixed("HERALD_")
+                    .filter(move |k| known.iter().any(|n| k.as_str().eq_ignore_ascii_case(n))),
+            )
             .extract()
             .map_err(|e| {
                 format!(

@@ -29,18 +29,20 @@ pub fn load_checked_project(dir: &Path) -> Result<Project, Vec<Diagnostic>> {
                 .with_hint("pass --project DIR or set HERALD_PROJECT"),
         ]);
     }
-    let project = herald_core::load_project(dir, &env_lookup)?;
-    let mut diags: Vec<Diagnostic> = project
-        .bots
-        .values()
-        .flat_map(|b| herald_script::check_bot(b))
-        .collect();
-    if diags.is_empty() {
-        Ok(project)
-    } else {
-        diags.sort_by(|a, b| (&a.file, a.line).cmp(&(&b.file, b.line)));
-        Err(diags)
-    }
+    let checker = herald_script::SyntaxChecker::new().map_err(|e| {
+        vec![Diagnostic::new(
+            dir,
+            0,
+            0,
+            format!("cannot start the JavaScript engine: {e}"),
+        )]
+    })?;
+    herald_core::load_project_checked(dir, &env_lookup, &|code| checker.check(code)).map_err(
+        |mut diags| {
+            diags.sort_by(|a, b| (&a.file, a.line, a.col).cmp(&(&b.file, b.line, b.col)));
+            diags
+        },
+    )
 }
 
 pub fn format_diagnostics(diags: &[Diagnostic]) -> String {

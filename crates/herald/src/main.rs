@@ -64,7 +64,8 @@ fn init_logs(s: &Settings) {
     let filter = EnvFilter::try_new(&s.log).unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()));
     if s.log_format.eq_ignore_ascii_case("json") {
         builder.json().init();
     } else {

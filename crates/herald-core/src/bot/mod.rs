@@ -21,5 +21,5 @@ mod yaml;
 #[cfg(test)]
 pub(crate) mod tests;
 
-pub use parse::parse_bot;
+pub use parse::{CodeCheck, parse_bot, parse_bot_checked};
 pub use resolve::resolve_state;

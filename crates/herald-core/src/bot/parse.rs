@@ -34,7 +34,12 @@ pub(crate) struct Builder<'a> {
     /// Reactions of `states[i]`, with `go:` targets still as written.
     pub raw: Vec<Vec<RawReaction>>,
     pub roots: Vec<StateId>,
+    /// Checks each snippet as it is collected (the JavaScript syntax check lives outside core).
+    pub check: CodeCheck<'a>,
 }
+
+/// A check run on every JavaScript snippet of a bot, e.g. a syntax check by the sandbox.
+pub type CodeCheck<'a> = &'a dyn Fn(&Code) -> Option<Diagnostic>;
 
 /// Parse one `bot.yaml` (already read as text).
 ///
@@ -47,6 +52,18 @@ pub fn parse_bot(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<BotDef, Vec<Diagnostic>> {
+    parse_bot_checked(id, file, text, lookup, &|_| None)
+}
+
+/// [`parse_bot`], also running `check` on every snippet so that its findings are reported with
+/// the file's other problems.
+pub fn parse_bot_checked(
+    id: &str,
+    file: &Path,
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    check: CodeCheck<'_>,
+) -> Result<BotDef, Vec<Diagnostic>> {
     let text = env::substitute(file, text, lookup)?;
     let root = yaml::load(file, &text).map_err(|d| vec![d])?;
     let mut b = Builder {
@@ -57,6 +74,7 @@ pub fn parse_bot(
         states: Vec::new(),
         raw: Vec::new(),
         roots: Vec::new(),
+        check,
     };
     let mut def = BotDef {
         id: id.to_string(),

@@ -221,11 +221,15 @@ impl Builder<'_> {
     }
 
     pub(crate) fn push_code(&mut self, kind: CodeKind, source: String, origin: Origin) -> CodeId {
-        self.code.push(Code {
+        let code = Code {
             kind,
             source,
             origin,
-        });
+        };
+        if let Some(d) = (self.check)(&code) {
+            self.cx.diags.push(d);
+        }
+        self.code.push(code);
         CodeId(self.code.len() - 1)
     }
 }

@@ -1,0 +1,380 @@
+//! Crash safety of pushback activations. The real `herald` binary takes activations from many
+//! concurrent clients and is killed with SIGKILL while requests are in flight, then restarts on the
+//! same data directory. The contract (SPEC: "a 2xx on any write means the write is committed")
+//! demands that every activation answered 200 produces its reply exactly once after the restart,
+//! that nothing is handled twice, and that each dialog's replies keep the order in which its
+//! activations were issued.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::ADMIN;
+use serde_json::{Value, json};
+
+const BOT: &str = r#"name: Bench
+channels:
+  chatwidget: {}
+states:
+  Ping:
+    noContext: true
+    event!: ping
+    a: "pong {{ $request.rawRequest.eventData.n }}"
+"#;
+
+const DIALOGS: usize = 50;
+const TASKS: usize = 16;
+
+/// A `herald serve` child process; SIGKILLed and reaped on drop.
+struct Server {
+    child: Child,
+    base: String,
+    log: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn spawn(project: &Path, data: &Path, log: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open log");
+        let err = out.try_clone().expect("clone log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+        // Settings reject unknown HERALD_* variables: start from a clean slate.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("HERALD_") {
+                cmd.env_remove(k);
+            }
+        }
+        let child = cmd
+            .arg("serve")
+            .arg("--project")
+            .arg(project)
+            .env("HERALD_LISTEN", format!("127.0.0.1:{port}"))
+            .env("HERALD_DATA_DIR", data)
+            .env("HERALD_ADMIN_TOKEN", ADMIN)
+            .env("HERALD_PUSHBACK_RATE_LIMIT", "0")
+            .env("HERALD_LOG", "warn")
+            .current_dir(data)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn herald");
+        Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log: log.to_owned(),
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn wait_ready(&mut self, http: &reqwest::Client) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "herald exited ({status}) before it was ready; its log:\n{}",
+                    self.log_text()
+                );
+            }
+            if let Ok(r) = http.get(format!("{}/readyz", self.base)).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "herald not ready after 60 s; its log:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn get(&self, http: &reqwest::Client, path: &str) -> (u16, Value) {
+        let r = http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}; herald log:\n{}", self.log_text()));
+        common::status_json(r).await
+    }
+}
+
+/// One activation as the client saw it.
+struct Issued {
+    dialog: usize,
+    n: u64,
+    acked: bool,
+}
+
+/// Activates the links of `dialogs` round-robin, one request at a time, until `stop` or the first
+/// request that is not answered 200 (after the kill every request fails).
+async fn load(
+    http: reqwest::Client,
+    links: Arc<Vec<String>>,
+    dialogs: Vec<usize>,
+    counter: Arc<AtomicU64>,
+    acked_total: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> (Vec<Issued>, Vec<String>) {
+    let mut issued = Vec::new();
+    let mut odd = Vec::new();
+    'outer: loop {
+        for &dialog in &dialogs {
+            if stop.load(Ordering::SeqCst) {
+                break 'outer;
+            }
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            let res = http
+                .post(&links[dialog])
+                .json(&json!({ "n": n }))
+                .send()
+                .await;
+            let acked = matches!(&res, Ok(r) if r.status() == 200);
+            issued.push(Issued { dialog, n, acked });
+            if !acked {
+                if let Ok(r) = res {
+                    let status = r.status();
+                    odd.push(format!(
+                        "n={n} c{dialog}: {status} {}",
+                        r.text().await.unwrap_or_default()
+                    ));
+                }
+                break 'outer;
+            }
+            acked_total.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    (issued, odd)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_acknowledged_activation_replies_exactly_once_after_kill_9() {
+    tokio::time::timeout(Duration::from_secs(240), scenario())
+        .await
+        .expect("the kill -9 scenario took longer than 240 s");
+}
+
+async fn scenario() {
+    let project = common::project_with_bot("bench", BOT);
+    let data = tempfile::tempdir().expect("tempdir");
+    let logs = tempfile::tempdir().expect("tempdir");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
+
+    let mut first = Server::spawn(project.path(), data.path(), &logs.path().join("first.log"));
+    first.wait_ready(&http).await;
+
+    // One pushback per dialog.
+    let mut links = Vec::with_capacity(DIALOGS);
+    for i in 0..DIALOGS {
+        let r = http
+            .post(format!("{}/api/v1/pushbacks", first.base))
+            .bearer_auth(ADMIN)
+            .json(&json!({"channelType": "chatwidget", "botId": "bench", "chatId": format!("c{i}"), "event": "ping"}))
+            .send()
+            .await
+            .expect("create pushback");
+        let (s, v) = common::status_json(r).await;
+        assert_eq!(s, 201, "creating pushback c{i}: {v}");
+        links.push(v["link"].as_str().expect("link").to_owned());
+    }
+
+    // Each task owns a disjoint set of dialogs, so each dialog's activations are sequential.
+    let links = Arc::new(links);
+    let counter = Arc::new(AtomicU64::new(1));
+    let acked_total = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let dialogs = (t..DIALOGS).step_by(TASKS).collect();
+            tokio::spawn(load(
+                http.clone(),
+                links.clone(),
+                dialogs,
+                counter.clone(),
+                acked_total.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+
+    // About a second of load (longer if the machine is so slow that little was acknowledged).
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(1)
+        || (acked_total.load(Ordering::SeqCst) < 50 && started.elapsed() < Duration::from_secs(20))
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    first.child.kill().expect("SIGKILL herald"); // Child::kill sends SIGKILL on Unix
+    let status = first.child.wait().expect("reap herald");
+    stop.store(true, Ordering::SeqCst);
+    let killed_after = started.elapsed();
+
+    let mut issued = Vec::new();
+    let mut odd = Vec::new();
+    for t in tasks {
+        let (i, o) = t.await.expect("load task");
+        issued.extend(i);
+        odd.extend(o);
+    }
+    assert!(
+        odd.is_empty(),
+        "before the kill, activations were answered with something other than 200:\n{}",
+        odd.join("\n")
+    );
+    assert!(
+        status.code().is_none(),
+        "herald had exited on its own ({status}) before the kill; log:\n{}",
+        first.log_text()
+    );
+
+    let mut second = Server::spawn(project.path(), data.path(), &logs.path().join("second.log"));
+    second.wait_ready(&http).await;
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let mut pending_at_restart = None;
+    loop {
+        let (s, v) = second.get(&http, "/api/v1/admin/stats").await;
+        assert_eq!(s, 200, "stats: {v}");
+        pending_at_restart.get_or_insert_with(|| v["events"]["pending"].clone());
+        if v["events"]["pending"] == 0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "events still pending 90 s after the restart: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    // Every "pong <n>" reply, per dialog, in stored order.
+    let mut replies: Vec<Vec<u64>> = vec![Vec::new(); DIALOGS];
+    for (i, dialog_replies) in replies.iter_mut().enumerate() {
+        let mut after: Option<String> = None;
+        loop {
+            let q = after
+                .as_ref()
+                .map(|a| format!("&after={a}"))
+                .unwrap_or_default();
+            let (s, v) = second
+                .get(
+                    &http,
+                    &format!("/api/v1/bots/bench/dialogs/c{i}/messages?limit=1000{q}"),
+                )
+                .await;
+            assert_eq!(s, 200, "messages of c{i}: {v}");
+            let page = v["messages"].as_array().cloned().unwrap_or_default();
+            for m in &page {
+                if let Some(n) = m["text"].as_str().and_then(|t| t.strip_prefix("pong ")) {
+                    dialog_replies.push(
+                        n.trim()
+                            .parse()
+                            .unwrap_or_else(|_| panic!("c{i}: unexpected reply {m}")),
+                    );
+                }
+            }
+            if page.len() < 1000 {
+                break;
+            }
+            after = Some(
+                page.last()
+                    .and_then(|m| m["id"].as_str())
+                    .expect("message id")
+                    .to_owned(),
+            );
+        }
+    }
+
+    let by_n: HashMap<u64, &Issued> = issued.iter().map(|x| (x.n, x)).collect();
+    let mut seen: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    for (d, ns) in replies.iter().enumerate() {
+        for &n in ns {
+            seen.entry(n).or_default().push(d);
+        }
+    }
+    let acked: Vec<u64> = issued.iter().filter(|x| x.acked).map(|x| x.n).collect();
+    let unacked_handled = issued
+        .iter()
+        .filter(|x| !x.acked && seen.contains_key(&x.n))
+        .count();
+    let total_replies: usize = replies.iter().map(Vec::len).sum();
+    println!(
+        "killed after {killed_after:?}: issued {}, acked {}, replies {total_replies}, unacked-but-handled \
+         {unacked_handled}, pending at restart {}",
+        issued.len(),
+        acked.len(),
+        pending_at_restart.unwrap_or_default()
+    );
+    assert!(
+        !acked.is_empty(),
+        "no activation was acknowledged before the kill"
+    );
+
+    let missing: Vec<u64> = acked
+        .iter()
+        .copied()
+        .filter(|n| !seen.contains_key(n))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged activations have no reply after the restart (first: {:?})",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(20)]
+    );
+    let twice: Vec<(u64, &Vec<usize>)> = seen
+        .iter()
+        .filter(|(_, ds)| ds.len() > 1)
+        .map(|(n, ds)| (*n, ds))
+        .collect();
+    assert!(
+        twice.is_empty(),
+        "activations replied to more than once (n → dialogs): {twice:?}"
+    );
+    for (n, ds) in &seen {
+        let x = by_n.get(n).unwrap_or_else(|| {
+            panic!(
+                "reply `pong {n}` in c{} for an n that was never sent",
+                ds[0]
+            )
+        });
+        assert_eq!(
+            ds[0], x.dialog,
+            "reply `pong {n}` landed in c{} but was sent to c{}",
+            ds[0], x.dialog
+        );
+    }
+    // One task issued each dialog's activations one after another with increasing n.
+    for (d, ns) in replies.iter().enumerate() {
+        assert!(
+            ns.windows(2).all(|w| w[0] < w[1]),
+            "c{d}: replies out of issue order: {ns:?}"
+        );
+    }
+    drop(second);
+}
