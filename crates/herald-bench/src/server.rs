@@ -1,0 +1,300 @@
+//! Starting, probing and stopping a real `herald serve` process for a benchmark.
+//!
+//! [`Server::start`] writes a throwaway project into a temporary directory (one bot, `bench`, on
+//! the `chatwidget` channel, answering the event `ping` with `pong`), picks a free local port,
+//! starts `herald serve --project <dir>` with its data directory inside the temporary directory,
+//! per-link rate limiting disabled and an admin token known to the bench, and waits until
+//! `GET /readyz` answers 200. The child is killed when the [`Server`] is dropped (on normal exit,
+//! on an error, on Ctrl-C handled by `main`, and while a panic unwinds). Its stdout and stderr go
+//! to `herald.log` in the temporary directory, which is kept (and its path printed) when the
+//! server fails to start or the benchmark fails.
+
+use std::fs;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use serde_json::Value;
+
+/// Admin token passed to the server as `HERALD_ADMIN_TOKEN`.
+pub const ADMIN_TOKEN: &str = "bench-admin-token";
+/// Bot id of the benchmark bot.
+pub const BOT_ID: &str = "bench";
+
+const BOT_YAML: &str = "\
+name: Bench
+channels:
+  chatwidget: {}
+states:
+  Ping:
+    noContext: true
+    event!: ping
+    a: pong
+";
+
+const READY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How to find and run the server.
+#[derive(Clone, Debug, Default)]
+pub struct ServerOptions {
+    /// Path of the `herald` executable; defaults to the one next to this executable.
+    pub herald_bin: Option<PathBuf>,
+    /// Keep the temporary directory (project, data, log) after exit.
+    pub keep_data: bool,
+}
+
+/// A running `herald serve` child process with its temporary project and data directory.
+pub struct Server {
+    child: Option<Child>,
+    dir: Option<tempfile::TempDir>,
+    root: PathBuf,
+    addr: SocketAddr,
+    base_url: String,
+    keep_data: bool,
+}
+
+impl Server {
+    /// Creates the project, starts the server and waits until it is ready.
+    pub async fn start(opts: &ServerOptions) -> Result<Server> {
+        let bin = resolve_bin(opts.herald_bin.as_deref())?;
+        let dir = tempfile::Builder::new()
+            .prefix("herald-bench-")
+            .tempdir()
+            .context("creating a temporary directory")?;
+        let root = dir.path().to_path_buf();
+        let project = root.join("project");
+        let bot_dir = project.join("bots").join(BOT_ID);
+        fs::create_dir_all(&bot_dir).with_context(|| format!("creating {}", bot_dir.display()))?;
+        fs::write(bot_dir.join("bot.yaml"), BOT_YAML).context("writing bot.yaml")?;
+        let data = root.join("data");
+        let log_path = root.join("herald.log");
+        let log = fs::File::create(&log_path)
+            .with_context(|| format!("creating {}", log_path.display()))?;
+        let log_err = log.try_clone().context("duplicating the log file handle")?;
+
+        let port = free_port()?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let child = Command::new(&bin)
+            .arg("serve")
+            .arg("--project")
+            .arg(&project)
+            .env("HERALD_LISTEN", addr.to_string())
+            .env("HERALD_DATA_DIR", &data)
+            .env("HERALD_ADMIN_TOKEN", ADMIN_TOKEN)
+            .env("HERALD_PUSHBACK_RATE_LIMIT", "0")
+            .env("HERALD_LOG", "warn")
+            .stdin(Stdio::null())
+            .stdout(log)
+            .stderr(log_err)
+            .spawn()
+            .with_context(|| format!("starting {}", bin.display()))?;
+
+        let mut server = Server {
+            child: Some(child),
+            dir: Some(dir),
+            root,
+            addr,
+            base_url: format!("http://{addr}"),
+            keep_data: opts.keep_data,
+        };
+        println!(
+            "server: {} serve (pid {}) on {} — log {}",
+            bin.display(),
+            server.pid().unwrap_or(0),
+            server.base_url,
+            server.log_path().display()
+        );
+        let started = Instant::now();
+        if let Err(e) = server.wait_ready().await {
+            server.keep_for_inspection();
+            return Err(anyhow!(
+                "herald did not become ready: {e:#}; log: {}{}",
+                server.log_path().display(),
+                server.log_tail_block()
+            ));
+        }
+        println!(
+            "server: ready after {:.2} s",
+            started.elapsed().as_secs_f64()
+        );
+        Ok(server)
+    }
+
+    /// `127.0.0.1:<port>`.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:<port>`.
+    pub fn base_url(&self) -> &str {
+        &self.base_url
+    }
+
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    pub fn log_path(&self) -> PathBuf {
+        self.root.join("herald.log")
+    }
+
+    /// Keeps the temporary directory after exit (so the log can be read) and says where it is.
+    pub fn keep_for_inspection(&mut self) {
+        self.keep_data = true;
+    }
+
+    /// Fails if the server process has exited.
+    pub fn check_alive(&mut self) -> Result<()> {
+        if let Some(child) = self.child.as_mut()
+            && let Some(status) = child.try_wait().context("polling the herald process")?
+        {
+            bail!("herald exited unexpectedly ({status})");
+        }
+        Ok(())
+    }
+
+    /// Resident and peak resident memory of the server process, from `/proc/<pid>/status`.
+    pub fn memory(&self) -> Option<Memory> {
+        let pid = self.pid()?;
+        let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+        let field = |name: &str| -> Option<u64> {
+            let line = status.lines().find(|l| l.starts_with(name))?;
+            line[name.len()..]
+                .trim()
+                .trim_end_matches("kB")
+                .trim()
+                .parse()
+                .ok()
+        };
+        Some(Memory {
+            rss_kib: field("VmRSS:")?,
+            peak_rss_kib: field("VmHWM:").unwrap_or(0),
+        })
+    }
+
+    /// The last lines of the server log, formatted for an error message.
+    pub fn log_tail_block(&self) -> String {
+        let Ok(text) = fs::read_to_string(self.log_path()) else {
+            return String::new();
+        };
+        let lines: Vec<&str> = text.lines().collect();
+        let tail = &lines[lines.len().saturating_sub(30)..];
+        if tail.is_empty() {
+            return " (empty)".to_owned();
+        }
+        format!("\n--- last lines of the log ---\n{}", tail.join("\n"))
+    }
+
+    async fn wait_ready(&mut self) -> Result<()> {
+        let client = reqwest::Client::builder()
+            .timeout(Duration::from_secs(2))
+            .build()
+            .context("building the HTTP client")?;
+        let url = format!("{}/readyz", self.base_url);
+        let deadline = Instant::now() + READY_TIMEOUT;
+        loop {
+            self.check_alive()?;
+            let last = match client.get(&url).send().await {
+                Ok(resp) if resp.status().as_u16() == 200 => return Ok(()),
+                Ok(resp) => format!("GET /readyz -> {}", resp.status()),
+                Err(e) => format!("GET /readyz: {e}"),
+            };
+            if Instant::now() >= deadline {
+                bail!("not ready after {} s ({last})", READY_TIMEOUT.as_secs());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// Stops the server (SIGKILL) and removes or keeps the temporary directory.
+    pub fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some(dir) = self.dir.take() {
+            if self.keep_data {
+                let path = dir.keep();
+                eprintln!("server: kept {}", path.display());
+            } else {
+                drop(dir);
+            }
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// Memory of the server process in KiB.
+#[derive(Clone, Copy, Debug)]
+pub struct Memory {
+    pub rss_kib: u64,
+    pub peak_rss_kib: u64,
+}
+
+/// GET `/api/v1/admin/stats`, reduced to the event counters.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EventStats {
+    pub accepted: u64,
+    pub handled: u64,
+    pub pending: u64,
+}
+
+/// Fetches the server's event counters (`pending` defaults to `accepted - handled`).
+pub async fn event_stats(client: &reqwest::Client, base_url: &str) -> Result<EventStats> {
+    let url = format!("{base_url}/api/v1/admin/stats");
+    let resp = client
+        .get(&url)
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .with_context(|| format!("GET {url}"))?;
+    let status = resp.status();
+    let body = resp.text().await.unwrap_or_default();
+    if !status.is_success() {
+        bail!("GET {url} -> {status}: {body}");
+    }
+    let v: Value = serde_json::from_str(&body).with_context(|| format!("GET {url}: {body}"))?;
+    let events = v
+        .get("events")
+        .with_context(|| format!("GET {url}: no `events` object in {body}"))?;
+    let num = |k: &str| events.get(k).and_then(Value::as_u64);
+    let accepted = num("accepted").with_context(|| format!("no events.accepted in {body}"))?;
+    let handled = num("handled").with_context(|| format!("no events.handled in {body}"))?;
+    let pending = num("pending").unwrap_or(accepted.saturating_sub(handled));
+    Ok(EventStats {
+        accepted,
+        handled,
+        pending,
+    })
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0 to find a free port")?;
+    Ok(l.local_addr()?.port())
+}
+
+fn resolve_bin(explicit: Option<&Path>) -> Result<PathBuf> {
+    const HINT: &str = "build it: cargo build --release -p herald (or pass --herald-bin PATH)";
+    let path = match explicit {
+        Some(p) => p.to_path_buf(),
+        None => {
+            let me = std::env::current_exe().context("locating the bench executable")?;
+            let dir = me
+                .parent()
+                .context("the bench executable has no parent directory")?;
+            dir.join(format!("herald{}", std::env::consts::EXE_SUFFIX))
+        }
+    };
+    if !path.is_file() {
+        bail!("herald executable not found at {}; {HINT}", path.display());
+    }
+    Ok(path)
+}
