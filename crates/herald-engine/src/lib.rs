@@ -10,13 +10,12 @@
 //! cache, so the next event of a dialog sees the previous one's state; a crash replays every
 //! event whose results were not committed, in order.
 
-mod apply;
-mod commit;
 pub mod host;
 pub mod hub;
 pub mod pushgate;
 pub mod turn;
 mod worker;
+mod writer;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +25,7 @@ use std::time::{Duration, Instant};
 use herald_core::Project;
 use herald_script::Limits;
 use herald_store::{AcceptItem, AcceptOutcome, Store, StoreError, StoredMessage};
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 
 pub use hub::Hub;
 
@@ -38,8 +37,10 @@ pub struct EngineConfig {
     pub public_url: String,
     pub http_allow_link_local: bool,
     pub http_timeout: Duration,
-    /// Most events in one accept transaction.
+    /// Most accepted events, and most handled events, in one transaction.
     pub max_batch: usize,
+    /// Most events accepted but not yet handled; accepting waits beyond it (backpressure).
+    pub max_in_flight: usize,
 }
 
 impl Default for EngineConfig {
@@ -51,6 +52,7 @@ impl Default for EngineConfig {
             http_allow_link_local: false,
             http_timeout: Duration::from_secs(10),
             max_batch: 1024,
+            max_in_flight: 65_536,
         }
     }
 }
@@ -76,6 +78,7 @@ pub struct Shared {
     /// Callers waiting for an event's replies (`wait` on the messages API).
     pub(crate) waiters: Mutex<HashMap<String, oneshot::Sender<Vec<StoredMessage>>>>,
     pub(crate) counters: Counters,
+    pub(crate) in_flight: Arc<Semaphore>,
 }
 
 #[derive(Default)]
@@ -86,8 +89,8 @@ pub struct Counters {
 
 pub struct Engine {
     shared: Arc<Shared>,
-    accept_tx: Mutex<Option<mpsc::Sender<commit::AcceptRequest>>>,
-    tasks: Mutex<Vec<tokio::task::JoinHandle<()>>>,
+    accept_tx: Mutex<Option<mpsc::Sender<writer::AcceptRequest>>>,
+    writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
@@ -99,10 +102,11 @@ impl Engine {
         project: Arc<Project>,
         config: EngineConfig,
     ) -> Result<Arc<Self>, EngineError> {
-        let (apply_tx, apply_rx) = mpsc::channel(8192);
+        let (apply_tx, apply_rx) = mpsc::unbounded_channel();
         let (dispatch, receivers) = worker::Dispatch::new(config.workers.max(1));
         let shared = Arc::new(Shared {
             http: host::http_client(config.http_allow_link_local),
+            in_flight: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
             store,
             project,
             config,
@@ -112,13 +116,12 @@ impl Engine {
             counters: Counters::default(),
         });
         let workers = worker::spawn_all(&shared, receivers, apply_tx)?;
-        let apply_task = tokio::spawn(apply::run(shared.clone(), apply_rx));
         let (accept_tx, accept_rx) = mpsc::channel(16384);
-        let accept_task = tokio::spawn(commit::run(shared.clone(), accept_rx));
+        let writer = tokio::spawn(writer::run(shared.clone(), accept_rx, apply_rx));
         let engine = Arc::new(Self {
             shared: shared.clone(),
             accept_tx: Mutex::new(Some(accept_tx)),
-            tasks: Mutex::new(vec![accept_task, apply_task]),
+            writer: Mutex::new(Some(writer)),
             workers: Mutex::new(workers),
         });
         engine.recover().await?;
@@ -138,7 +141,8 @@ impl Engine {
                     break;
                 }
                 count += 1;
-                self.shared.dispatch.send(e, Instant::now()).await;
+                let permit = self.permit().await?;
+                self.shared.dispatch.send(e, Instant::now(), Some(permit));
             }
             if after >= last {
                 break;
@@ -153,6 +157,15 @@ impl Engine {
         Ok(())
     }
 
+    async fn permit(&self) -> Result<tokio::sync::OwnedSemaphorePermit, EngineError> {
+        self.shared
+            .in_flight
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| EngineError::ShuttingDown)
+    }
+
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
@@ -165,8 +178,9 @@ impl Engine {
             .unwrap_or_else(|e| e.into_inner())
             .clone()
             .ok_or(EngineError::ShuttingDown)?;
+        let permit = self.permit().await?;
         let (reply, rx) = oneshot::channel();
-        tx.send(commit::AcceptRequest { item, reply })
+        tx.send(writer::AcceptRequest { item, reply, permit })
             .await
             .map_err(|_| EngineError::ShuttingDown)?;
         rx.await.map_err(|_| EngineError::ShuttingDown)?
@@ -201,29 +215,19 @@ impl Engine {
 
     /// Stops taking events, lets workers finish what they were given, commits their results.
     pub async fn shutdown(&self) {
-        drop(
-            self.accept_tx
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take(),
-        );
-        let tasks: Vec<_> =
-            std::mem::take(&mut *self.tasks.lock().unwrap_or_else(|e| e.into_inner()));
-        let mut tasks = tasks.into_iter();
-        if let Some(accept) = tasks.next() {
-            let _ = accept.await;
+        // Closing the accept queue makes the writer stop the workers once everything accepted
+        // is dispatched; the writer ends when the last worker's results are committed.
+        drop(self.accept_tx.lock().unwrap_or_else(|e| e.into_inner()).take());
+        let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
+        if let Some(w) = writer {
+            let _ = w.await;
         }
-        self.shared.dispatch.stop_all().await;
-        let workers: Vec<_> =
-            std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
+        let workers: Vec<_> = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
         let _ = tokio::task::spawn_blocking(move || {
             for w in workers {
                 let _ = w.join();
             }
         })
         .await;
-        for t in tasks {
-            let _ = t.await;
-        }
     }
 }

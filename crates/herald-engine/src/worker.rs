@@ -13,32 +13,31 @@ use herald_script::{Sandbox, TurnInput};
 use herald_store::{DialogKey, EventPayload, HandledEvent, NewEvent, NewMessage, StoredEvent};
 use jiff::Timestamp;
 use serde_json::{Value, json};
-use tokio::sync::mpsc;
+use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
-use crate::apply::ApplyItem;
+use crate::writer::ApplyItem;
 use crate::host::WorkerHost;
 use crate::{EngineError, Shared, turn};
 
 pub(crate) enum Work {
-    Event(Box<StoredEvent>, Instant),
+    Event(Box<StoredEvent>, Instant, Option<OwnedSemaphorePermit>),
     Stop,
 }
 
 /// Routes events to workers by dialog.
 pub(crate) struct Dispatch {
-    senders: Vec<mpsc::Sender<Work>>,
+    senders: Vec<mpsc::UnboundedSender<Work>>,
     hasher: std::collections::hash_map::RandomState,
     /// Per worker: the highest ticket whose results are committed.
     pub(crate) committed: Vec<AtomicU64>,
 }
 
-const QUEUE_PER_WORKER: usize = 16384;
 /// Dialogs a worker keeps in memory before dropping settled ones.
 const CACHE_SOFT_LIMIT: usize = 50_000;
 
 impl Dispatch {
-    pub(crate) fn new(n: usize) -> (Self, Vec<mpsc::Receiver<Work>>) {
-        let (senders, receivers) = (0..n).map(|_| mpsc::channel(QUEUE_PER_WORKER)).unzip();
+    pub(crate) fn new(n: usize) -> (Self, Vec<mpsc::UnboundedReceiver<Work>>) {
+        let (senders, receivers) = (0..n).map(|_| mpsc::unbounded_channel()).unzip();
         let committed = (0..n).map(|_| AtomicU64::new(0)).collect();
         (
             Self {
@@ -54,23 +53,24 @@ impl Dispatch {
         (self.hasher.hash_one(key) % self.senders.len() as u64) as usize
     }
 
-    pub(crate) async fn send(&self, event: StoredEvent, accepted: Instant) {
+    /// Queues an event for its dialog's worker. A closed queue means we are stopping; the event
+    /// is durable and replays at the next start.
+    pub(crate) fn send(&self, event: StoredEvent, accepted: Instant, permit: Option<OwnedSemaphorePermit>) {
         let i = self.shard(&event.event.dialog);
-        // A closed queue means we are stopping; the event is durable and replays at next start.
-        let _ = self.senders[i].send(Work::Event(Box::new(event), accepted)).await;
+        let _ = self.senders[i].send(Work::Event(Box::new(event), accepted, permit));
     }
 
-    pub(crate) async fn stop_all(&self) {
+    pub(crate) fn stop_all(&self) {
         for s in &self.senders {
-            let _ = s.send(Work::Stop).await;
+            let _ = s.send(Work::Stop);
         }
     }
 }
 
 pub(crate) fn spawn_all(
     shared: &Arc<Shared>,
-    receivers: Vec<mpsc::Receiver<Work>>,
-    apply_tx: mpsc::Sender<ApplyItem>,
+    receivers: Vec<mpsc::UnboundedReceiver<Work>>,
+    apply_tx: mpsc::UnboundedSender<ApplyItem>,
 ) -> Result<Vec<std::thread::JoinHandle<()>>, EngineError> {
     let handle = tokio::runtime::Handle::current();
     receivers
@@ -96,7 +96,7 @@ struct Cached {
 struct Worker {
     index: usize,
     shared: Arc<Shared>,
-    apply_tx: mpsc::Sender<ApplyItem>,
+    apply_tx: mpsc::UnboundedSender<ApplyItem>,
     handle: tokio::runtime::Handle,
     sandbox: Option<Sandbox>,
     cache: HashMap<DialogKey, Cached>,
@@ -107,7 +107,7 @@ impl Worker {
     fn new(
         index: usize,
         shared: Arc<Shared>,
-        apply_tx: mpsc::Sender<ApplyItem>,
+        apply_tx: mpsc::UnboundedSender<ApplyItem>,
         handle: tokio::runtime::Handle,
     ) -> Self {
         let sandbox = match Sandbox::new(shared.config.script_limits) {
@@ -137,13 +137,14 @@ impl Worker {
         }
     }
 
-    fn run(mut self, mut rx: mpsc::Receiver<Work>) {
+    fn run(mut self, mut rx: mpsc::UnboundedReceiver<Work>) {
         while let Some(work) = rx.blocking_recv() {
             match work {
                 Work::Stop => break,
-                Work::Event(e, accepted) => {
-                    let item = self.handle_event(*e, accepted);
-                    if self.apply_tx.blocking_send(item).is_err() {
+                Work::Event(e, accepted, permit) => {
+                    let mut item = self.handle_event(*e, accepted);
+                    item.permit = permit;
+                    if self.apply_tx.send(item).is_err() {
                         break;
                     }
                 }
@@ -246,6 +247,7 @@ impl Worker {
             ticket: self.ticket,
             accepted,
             event_id: event.id,
+            permit: None,
         }
     }
 

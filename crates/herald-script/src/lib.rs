@@ -160,32 +160,15 @@ impl Sandbox {
         Ok(())
     }
 
-    /// Starts handling one event of `bot_id`: sets the per-turn globals.
-    pub fn turn(
-        &mut self,
-        bot_id: &str,
-        input: TurnInput<'_>,
-        host: Rc<dyn Host>,
-    ) -> Result<Turn<'_>, ScriptError> {
+    /// Starts handling one event of `bot_id`. The per-turn globals are set on the first script
+    /// call, so a turn that runs no JavaScript costs no JavaScript.
+    pub fn turn<'s>(&'s mut self, bot_id: &str, input: TurnInput<'s>, host: Rc<dyn Host>) -> Result<Turn<'s>, ScriptError> {
         let bot = self.bots.get(bot_id).ok_or_else(|| ScriptError {
             kind: ErrorKind::Exception,
             message: format!("bot `{bot_id}` is not loaded"),
         })?;
         *self.host.borrow_mut() = Some(host);
         self.out.borrow_mut().clear();
-        bot.ctx
-            .with(|ctx| -> rquickjs::Result<()> {
-                let g = ctx.globals();
-                g.set("$request", ctx.json_parse(input.request.to_string())?)?;
-                g.set("$session", ctx.json_parse(input.session.to_string())?)?;
-                g.set("$client", ctx.json_parse(input.client.to_string())?)?;
-                g.set("$temp", Object::new(ctx.clone())?)?;
-                Ok(())
-            })
-            .map_err(|e| ScriptError {
-                kind: ErrorKind::Exception,
-                message: format!("cannot prepare the script globals: {e}"),
-            })?;
         Ok(Turn {
             bot,
             limits: self.limits,
@@ -193,6 +176,8 @@ impl Sandbox {
             out: &self.out,
             host: &self.host,
             rt: &self.rt,
+            input,
+            prepared: false,
         })
     }
 }
@@ -205,14 +190,40 @@ pub struct Turn<'a> {
     out: &'a Rc<RefCell<Vec<ScriptReaction>>>,
     host: &'a HostSlot,
     rt: &'a Runtime,
+    input: TurnInput<'a>,
+    prepared: bool,
 }
 
 impl Turn<'_> {
+    fn prepare(&mut self) -> Result<(), ScriptError> {
+        if self.prepared {
+            return Ok(());
+        }
+        let input = &self.input;
+        self.bot
+            .ctx
+            .with(|ctx| -> rquickjs::Result<()> {
+                let g = ctx.globals();
+                g.set("$request", ctx.json_parse(input.request.to_string())?)?;
+                g.set("$session", ctx.json_parse(input.session.to_string())?)?;
+                g.set("$client", ctx.json_parse(input.client.to_string())?)?;
+                g.set("$temp", Object::new(ctx.clone())?)?;
+                Ok(())
+            })
+            .map_err(|e| ScriptError {
+                kind: ErrorKind::Exception,
+                message: format!("cannot prepare the script globals: {e}"),
+            })?;
+        self.prepared = true;
+        Ok(())
+    }
+
     fn call<T>(
         &mut self,
         id: CodeId,
         f: impl for<'js> FnOnce(&Ctx<'js>, rquickjs::Value<'js>) -> rquickjs::Result<T>,
     ) -> Result<T, ScriptError> {
+        self.prepare()?;
         let func = self.bot.code.get(id.0).ok_or_else(|| ScriptError {
             kind: ErrorKind::Exception,
             message: format!("unknown snippet {}", id.0),
@@ -274,6 +285,12 @@ impl Turn<'_> {
     /// Ends the turn: reads back `$session` and `$client`.
     pub fn finish(self) -> Result<TurnState, ScriptError> {
         *self.host.borrow_mut() = None;
+        if !self.prepared {
+            return Ok(TurnState {
+                session: self.input.session.clone(),
+                client: self.input.client.clone(),
+            });
+        }
         let read = |ctx: &Ctx<'_>, name: &str| -> rquickjs::Result<Value> {
             let v: rquickjs::Value = ctx.globals().get(name)?;
             let text = ctx.json_stringify(v)?.map(|s| s.to_string()).transpose()?;

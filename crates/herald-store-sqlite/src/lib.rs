@@ -38,15 +38,13 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn accept(&self, items: Vec<AcceptItem>) -> Result<Vec<AcceptOutcome>> {
+    async fn commit(&self, accept: Vec<AcceptItem>, handled: Vec<HandledEvent>) -> Result<Committed> {
         self.pool
-            .write(move |tx| accept::accept_batch(tx, items))
-            .await
-    }
-
-    async fn apply(&self, handled: Vec<HandledEvent>) -> Result<Vec<Applied>> {
-        self.pool
-            .write(move |tx| accept::apply_batch(tx, handled))
+            .write(move |tx| {
+                let applied = accept::apply_batch(tx, handled)?;
+                let accepted = accept::accept_batch(tx, accept)?;
+                Ok(Committed { accepted, applied })
+            })
             .await
     }
 

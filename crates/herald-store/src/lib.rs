@@ -25,11 +25,20 @@ pub trait Store: Send + Sync + 'static {
     /// Cheap check that storage answers (for `/readyz`).
     async fn ping(&self) -> Result<()>;
 
+    /// One transaction (one commit, one fsync) that applies handled events — their state,
+    /// replies, follow-up events and handled marks — and logs newly accepted events. Handled
+    /// events are applied first. One result per item, in order.
+    async fn commit(&self, accept: Vec<AcceptItem>, handled: Vec<HandledEvent>) -> Result<Committed>;
+
     /// Logs a batch of events in one transaction; one outcome per item, in order.
-    async fn accept(&self, items: Vec<AcceptItem>) -> Result<Vec<AcceptOutcome>>;
+    async fn accept(&self, items: Vec<AcceptItem>) -> Result<Vec<AcceptOutcome>> {
+        Ok(self.commit(items, Vec::new()).await?.accepted)
+    }
 
     /// Applies handled events in one transaction; one result per item, in order.
-    async fn apply(&self, handled: Vec<HandledEvent>) -> Result<Vec<Applied>>;
+    async fn apply(&self, handled: Vec<HandledEvent>) -> Result<Vec<Applied>> {
+        Ok(self.commit(Vec::new(), handled).await?.applied)
+    }
 
     /// Events accepted but not handled, in accept order, starting after `after_seq`.
     async fn unhandled_events(&self, after_seq: i64, limit: usize) -> Result<Vec<StoredEvent>>;

@@ -142,6 +142,13 @@ pub struct Applied {
     pub raised: Vec<StoredEvent>,
 }
 
+/// What one [`crate::Store::commit`] did.
+#[derive(Debug, Clone, Default)]
+pub struct Committed {
+    pub accepted: Vec<AcceptOutcome>,
+    pub applied: Vec<Applied>,
+}
+
 #[derive(Debug, Clone)]
 pub struct DialogRecord {
     pub id: i64,

@@ -1,0 +1,127 @@
+//! The group-commit writer: the one task that writes to storage on the event path. Each cycle
+//! takes everything waiting — results of handled events from the workers and newly accepted
+//! events from the HTTP handlers — and writes it in ONE transaction, so one commit (one fsync)
+//! serves a whole batch of both. Only after that commit do callers get their answers, replies
+//! get published, and new events get dispatched to the workers.
+//!
+//! The writer never waits on a worker: dispatch queues are unbounded, and what bounds them is
+//! the in-flight semaphore an event's permit is taken from at accept and returned to after its
+//! results commit.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use herald_store::{AcceptItem, AcceptOutcome, HandledEvent, StoreError};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+
+use crate::{EngineError, Shared};
+
+pub(crate) struct AcceptRequest {
+    pub item: AcceptItem,
+    pub reply: oneshot::Sender<Result<AcceptOutcome, EngineError>>,
+    pub permit: OwnedSemaphorePermit,
+}
+
+pub(crate) struct ApplyItem {
+    pub handled: HandledEvent,
+    pub worker: usize,
+    pub ticket: u64,
+    pub accepted: Instant,
+    pub event_id: String,
+    pub permit: Option<OwnedSemaphorePermit>,
+}
+
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    mut accept_rx: mpsc::Receiver<AcceptRequest>,
+    mut apply_rx: mpsc::UnboundedReceiver<ApplyItem>,
+) {
+    let max = shared.config.max_batch.max(1);
+    let mut accepts: Vec<AcceptRequest> = Vec::with_capacity(max);
+    let mut applies: Vec<ApplyItem> = Vec::with_capacity(max);
+    let (mut accept_open, mut apply_open) = (true, true);
+    let mut backoff = Duration::from_millis(50);
+    loop {
+        if accepts.is_empty() && applies.is_empty() {
+            if !accept_open && !apply_open {
+                break;
+            }
+            tokio::select! {
+                r = accept_rx.recv(), if accept_open => match r {
+                    Some(r) => accepts.push(r),
+                    None => {
+                        accept_open = false;
+                        // Every accepted event has been dispatched: let the workers finish.
+                        shared.dispatch.stop_all();
+                    }
+                },
+                a = apply_rx.recv(), if apply_open => match a {
+                    Some(a) => applies.push(a),
+                    None => apply_open = false,
+                },
+            }
+        }
+        while accepts.len() < max
+            && let Ok(r) = accept_rx.try_recv()
+        {
+            accepts.push(r);
+        }
+        while applies.len() < max
+            && let Ok(a) = apply_rx.try_recv()
+        {
+            applies.push(a);
+        }
+        if accepts.is_empty() && applies.is_empty() {
+            continue;
+        }
+        let items: Vec<AcceptItem> = accepts.iter().map(|r| r.item.clone()).collect();
+        let handled: Vec<HandledEvent> = applies.iter().map(|a| a.handled.clone()).collect();
+        let started = Instant::now();
+        match shared.store.commit(items, handled).await {
+            Ok(done) => {
+                backoff = Duration::from_millis(50);
+                metrics::histogram!("herald_commit_seconds").record(started.elapsed().as_secs_f64());
+                metrics::histogram!("herald_commit_batch_size").record((accepts.len() + applies.len()) as f64);
+                let now = Instant::now();
+                for (item, applied) in applies.drain(..).zip(done.applied) {
+                    metrics::histogram!("herald_accept_to_stored_seconds").record((now - item.accepted).as_secs_f64());
+                    shared.counters.handled.fetch_add(1, Ordering::Relaxed);
+                    metrics::counter!("herald_events_handled_total").increment(1);
+                    shared.hub.publish(&applied.dialog, &applied.replies);
+                    let waiter = shared
+                        .waiters
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .remove(&item.event_id);
+                    if let Some(w) = waiter {
+                        let _ = w.send(applied.replies);
+                    }
+                    for e in applied.raised {
+                        shared.dispatch.send(e, now, None);
+                    }
+                    shared.dispatch.committed[item.worker].fetch_max(item.ticket, Ordering::Release);
+                }
+                for (req, outcome) in accepts.drain(..).zip(done.accepted) {
+                    if let AcceptOutcome::Accepted(e) = &outcome {
+                        shared.counters.accepted.fetch_add(1, Ordering::Relaxed);
+                        metrics::counter!("herald_events_accepted_total").increment(1);
+                        shared.dispatch.send(e.clone(), now, Some(req.permit));
+                    }
+                    let _ = req.reply.send(Ok(outcome));
+                }
+            }
+            Err(e) => {
+                // Nothing of the cycle is stored. Accept callers get an error now; handled
+                // results are kept and retried (the workers' caches already moved on, so they
+                // must land) — alone, so that a bad accept cannot block them.
+                tracing::error!(error = %e, retry_in = ?backoff, "commit failed; nothing of this batch was stored");
+                for req in accepts.drain(..) {
+                    let _ = req.reply.send(Err(EngineError::Store(StoreError::Backend(e.to_string()))));
+                }
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
