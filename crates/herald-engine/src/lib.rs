@@ -17,8 +17,8 @@ pub mod turn;
 mod worker;
 mod writer;
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::collections::{BTreeSet, HashMap};
+use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -79,6 +79,33 @@ pub struct Shared {
     pub(crate) waiters: Mutex<HashMap<String, oneshot::Sender<Vec<StoredMessage>>>>,
     pub(crate) counters: Counters,
     pub(crate) in_flight: Arc<Semaphore>,
+    pub(crate) progress: Progress,
+}
+
+/// Which logged events are not handled yet, kept by the writer so that it can record a
+/// watermark below which every event is handled.
+#[derive(Default)]
+pub(crate) struct Progress {
+    /// Sequence numbers accepted (or replayed) and not yet applied.
+    pub pending: Mutex<BTreeSet<i64>>,
+    /// Highest sequence number logged.
+    pub max_seq: AtomicI64,
+    /// While the backlog is being loaded at start no watermark is recorded: part of it may not
+    /// be in `pending` yet.
+    pub recovering: AtomicBool,
+}
+
+impl Progress {
+    pub(crate) fn watermark(&self) -> Option<i64> {
+        if self.recovering.load(Ordering::Acquire) {
+            return None;
+        }
+        let pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        Some(match pending.first() {
+            Some(first) => first - 1,
+            None => self.max_seq.load(Ordering::Acquire),
+        })
+    }
 }
 
 #[derive(Default)]
@@ -114,6 +141,10 @@ impl Engine {
             dispatch,
             waiters: Mutex::new(HashMap::new()),
             counters: Counters::default(),
+            progress: Progress {
+                recovering: AtomicBool::new(true),
+                ..Progress::default()
+            },
         });
         let workers = worker::spawn_all(&shared, receivers, apply_tx)?;
         let (accept_tx, accept_rx) = mpsc::channel(16384);
@@ -130,6 +161,8 @@ impl Engine {
 
     async fn recover(&self) -> Result<(), EngineError> {
         let last = self.shared.store.stats().await?.accepted;
+        let progress = &self.shared.progress;
+        progress.max_seq.fetch_max(last, Ordering::AcqRel);
         let mut after = 0;
         let mut count = 0usize;
         loop {
@@ -141,6 +174,7 @@ impl Engine {
                     break;
                 }
                 count += 1;
+                progress.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(e.seq);
                 let permit = self.permit().await?;
                 self.shared.dispatch.send(e, Instant::now(), Some(permit));
             }
@@ -148,6 +182,7 @@ impl Engine {
                 break;
             }
         }
+        progress.recovering.store(false, Ordering::Release);
         if count > 0 {
             tracing::info!(
                 events = count,
@@ -205,12 +240,11 @@ impl Engine {
             .remove(event_id);
     }
 
-    pub fn counters(&self) -> (u64, u64) {
+    /// Events accepted and handled since start, and events logged but not yet handled.
+    pub fn counters(&self) -> (u64, u64, usize) {
         let c = &self.shared.counters;
-        (
-            c.accepted.load(Ordering::Relaxed),
-            c.handled.load(Ordering::Relaxed),
-        )
+        let pending = self.shared.progress.pending.lock().unwrap_or_else(|e| e.into_inner()).len();
+        (c.accepted.load(Ordering::Relaxed), c.handled.load(Ordering::Relaxed), pending)
     }
 
     /// Stops taking events, lets workers finish what they were given, commits their results.

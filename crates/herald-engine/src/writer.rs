@@ -78,8 +78,10 @@ pub(crate) async fn run(
         let items: Vec<AcceptItem> = accepts.iter().map(|r| r.item.clone()).collect();
         let handled: Vec<HandledEvent> = applies.iter().map(|a| a.handled.clone()).collect();
         let started = Instant::now();
-        match shared.store.commit(items, handled).await {
+        let watermark = shared.progress.watermark();
+        match shared.store.commit(items, handled, watermark).await {
             Ok(done) => {
+                track_progress(&shared, &applies, &done);
                 backoff = Duration::from_millis(50);
                 metrics::histogram!("herald_commit_seconds").record(started.elapsed().as_secs_f64());
                 metrics::histogram!("herald_commit_batch_size").record((accepts.len() + applies.len()) as f64);
@@ -123,5 +125,23 @@ pub(crate) async fn run(
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+/// Updates the set of logged-but-unhandled events after a commit.
+fn track_progress(shared: &Shared, applies: &[ApplyItem], done: &herald_store::Committed) {
+    let p = &shared.progress;
+    let mut pending = p.pending.lock().unwrap_or_else(|e| e.into_inner());
+    for a in applies {
+        pending.remove(&a.handled.seq);
+    }
+    let raised = done.applied.iter().flat_map(|a| a.raised.iter());
+    let accepted = done.accepted.iter().filter_map(|o| match o {
+        AcceptOutcome::Accepted(e) => Some(e),
+        _ => None,
+    });
+    for e in raised.chain(accepted) {
+        pending.insert(e.seq);
+        p.max_seq.fetch_max(e.seq, Ordering::AcqRel);
     }
 }

@@ -129,12 +129,22 @@ fn activate(
     Ok(AcceptOutcome::Accepted(StoredEvent { seq, event }))
 }
 
-/// Finds or creates the dialog (and its contact); returns `(dialog id, contact id)`.
-fn ensure_dialog(tx: &Transaction<'_>, key: &DialogKey, now_ms: i64) -> Result<(i64, i64)> {
+/// Writes the dialog's new state (creating it and its contact on first sight); returns
+/// `(dialog id, contact id)`.
+fn upsert_dialog(tx: &Transaction<'_>, h: &HandledEvent, now_ms: i64) -> Result<(i64, i64)> {
+    let key = &h.dialog;
+    let session = h.session.to_string();
     let found: Option<(i64, i64)> = tx
-        .prepare_cached("SELECT id, contact_id FROM dialogs WHERE channel_type = ?1 AND bot_id = ?2 AND chat_id = ?3")
+        .prepare_cached(
+            "UPDATE dialogs SET state = ?4, session = ?5, updated_at = ?6, handled_seq = MAX(handled_seq, ?7)
+             WHERE channel_type = ?1 AND bot_id = ?2 AND chat_id = ?3
+             RETURNING id, contact_id",
+        )
         .map_err(backend)?
-        .query_row(params![key.channel_type, key.bot_id, key.chat_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(
+            params![key.channel_type, key.bot_id, key.chat_id, h.state, session, now_ms, h.seq],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
         .optional()
         .map_err(backend)?;
     if let Some(ids) = found {
@@ -146,17 +156,11 @@ fn ensure_dialog(tx: &Transaction<'_>, key: &DialogKey, now_ms: i64) -> Result<(
         .map_err(backend)?;
     let contact_id = tx.last_insert_rowid();
     tx.prepare_cached(
-        "INSERT INTO dialogs (channel_type, bot_id, chat_id, contact_id, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+        "INSERT INTO dialogs (channel_type, bot_id, chat_id, contact_id, state, session, handled_seq, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
     )
     .map_err(backend)?
-    .execute(params![
-        key.channel_type,
-        key.bot_id,
-        key.chat_id,
-        contact_id,
-        now_ms
-    ])
+    .execute(params![key.channel_type, key.bot_id, key.chat_id, contact_id, h.state, session, h.seq, now_ms])
     .map_err(backend)?;
     Ok((tx.last_insert_rowid(), contact_id))
 }
@@ -194,13 +198,7 @@ pub(crate) fn apply_batch(
     let now_ms = jiff::Timestamp::now().as_millisecond();
     let mut out = Vec::with_capacity(handled.len());
     for h in handled {
-        let (dialog_id, contact_id) = ensure_dialog(tx, &h.dialog, now_ms)?;
-        tx.prepare_cached(
-            "UPDATE dialogs SET state = ?2, session = ?3, updated_at = ?4 WHERE id = ?1",
-        )
-        .map_err(backend)?
-        .execute(params![dialog_id, h.state, h.session.to_string(), now_ms])
-        .map_err(backend)?;
+        let (dialog_id, contact_id) = upsert_dialog(tx, &h, now_ms)?;
         if let Some(client) = &h.client {
             tx.prepare_cached("UPDATE contacts SET data = ?2 WHERE id = ?1")
                 .map_err(backend)?
@@ -219,10 +217,6 @@ pub(crate) fn apply_batch(
             let seq = insert_event(tx, &e)?;
             raised.push(StoredEvent { seq, event: e });
         }
-        tx.prepare_cached("UPDATE events SET handled = 1 WHERE seq = ?1")
-            .map_err(backend)?
-            .execute(params![h.seq])
-            .map_err(backend)?;
         out.push(Applied {
             dialog: h.dialog,
             replies,

@@ -38,9 +38,20 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn commit(&self, accept: Vec<AcceptItem>, handled: Vec<HandledEvent>) -> Result<Committed> {
+    async fn commit(
+        &self,
+        accept: Vec<AcceptItem>,
+        handled: Vec<HandledEvent>,
+        handled_through: Option<i64>,
+    ) -> Result<Committed> {
         self.pool
             .write(move |tx| {
+                if let Some(w) = handled_through {
+                    tx.prepare_cached("UPDATE meta SET value = MAX(value, ?1) WHERE key = 'handled_through'")
+                        .map_err(backend)?
+                        .execute(params![w])
+                        .map_err(backend)?;
+                }
                 let applied = accept::apply_batch(tx, handled)?;
                 let accepted = accept::accept_batch(tx, accept)?;
                 Ok(Committed { accepted, applied })
@@ -53,8 +64,13 @@ impl Store for SqliteStore {
             .read(move |c| {
                 let mut st = c
                     .prepare_cached(
-                        "SELECT seq, id, channel_type, bot_id, chat_id, payload, source, accepted_at
-                         FROM events WHERE handled = 0 AND seq > ?1 ORDER BY seq LIMIT ?2",
+                        "SELECT e.seq, e.id, e.channel_type, e.bot_id, e.chat_id, e.payload, e.source, e.accepted_at
+                         FROM events e
+                         LEFT JOIN dialogs d
+                           ON d.channel_type = e.channel_type AND d.bot_id = e.bot_id AND d.chat_id = e.chat_id
+                         WHERE e.seq > MAX(?1, (SELECT value FROM meta WHERE key = 'handled_through'))
+                           AND e.seq > COALESCE(d.handled_seq, 0)
+                         ORDER BY e.seq LIMIT ?2",
                     )
                     .map_err(backend)?;
                 let rows = st
@@ -326,7 +342,11 @@ impl Store for SqliteStore {
                 };
                 Ok(Stats {
                     accepted: q("SELECT COALESCE(MAX(seq), 0) FROM events")?,
-                    pending: q("SELECT COUNT(*) FROM events WHERE handled = 0")?,
+                    pending: q("SELECT COUNT(*) FROM events e
+                         LEFT JOIN dialogs d
+                           ON d.channel_type = e.channel_type AND d.bot_id = e.bot_id AND d.chat_id = e.chat_id
+                         WHERE e.seq > (SELECT value FROM meta WHERE key = 'handled_through')
+                           AND e.seq > COALESCE(d.handled_seq, 0)")?,
                     dialogs: q("SELECT COALESCE(MAX(id), 0) FROM dialogs")?,
                     messages: q("SELECT COALESCE(MAX(id), 0) FROM messages")?,
                 })

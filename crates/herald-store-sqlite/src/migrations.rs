@@ -1,10 +1,11 @@
 //! Embedded schema migrations, run in order at start. Each version runs once, in a transaction.
 //!
 //! Layout choices (see docs/ARCHITECTURE.md): `events` is the append-only accept log keyed by a
-//! global sequence; its only secondary index is a partial index over unhandled sequence numbers,
-//! which grows at its right edge and shrinks as events are handled, so the hot insert path never
-//! touches a per-dialog index. Per-dialog state lives in `dialogs` and is written once per
-//! handled event.
+//! global sequence, with no secondary index, so the hot insert path touches one b-tree at its
+//! right edge. Whether an event is handled is not written per event: each dialog row, written
+//! once per handled event anyway, records the last sequence handled in it (`handled_seq`; a
+//! dialog's events are handled in sequence order), and `meta.handled_through` is a watermark
+//! below which every event is handled, so recovery scans only the tail of the log.
 
 pub const MIGRATIONS: &[(i64, &str)] = &[(
     1,
@@ -17,10 +18,14 @@ CREATE TABLE events (
     chat_id      TEXT NOT NULL,
     payload      TEXT NOT NULL,
     source       TEXT NOT NULL,
-    accepted_at  INTEGER NOT NULL,
-    handled      INTEGER NOT NULL DEFAULT 0
+    accepted_at  INTEGER NOT NULL
 );
-CREATE INDEX events_unhandled ON events(seq) WHERE handled = 0;
+
+CREATE TABLE meta (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO meta (key, value) VALUES ('handled_through', 0);
 
 CREATE TABLE contacts (
     id            INTEGER PRIMARY KEY,
@@ -39,6 +44,7 @@ CREATE TABLE dialogs (
     state        TEXT,
     session      TEXT NOT NULL DEFAULT '{}',
     acked_upto   INTEGER NOT NULL DEFAULT 0,
+    handled_seq  INTEGER NOT NULL DEFAULT 0,
     created_at   INTEGER NOT NULL,
     updated_at   INTEGER NOT NULL,
     UNIQUE (channel_type, bot_id, chat_id)

@@ -28,16 +28,23 @@ pub trait Store: Send + Sync + 'static {
     /// One transaction (one commit, one fsync) that applies handled events — their state,
     /// replies, follow-up events and handled marks — and logs newly accepted events. Handled
     /// events are applied first. One result per item, in order.
-    async fn commit(&self, accept: Vec<AcceptItem>, handled: Vec<HandledEvent>) -> Result<Committed>;
+    /// `handled_through`, when given, records that every event with a sequence number up to it
+    /// is handled, so that [`Store::unhandled_events`] need not look further back.
+    async fn commit(
+        &self,
+        accept: Vec<AcceptItem>,
+        handled: Vec<HandledEvent>,
+        handled_through: Option<i64>,
+    ) -> Result<Committed>;
 
     /// Logs a batch of events in one transaction; one outcome per item, in order.
     async fn accept(&self, items: Vec<AcceptItem>) -> Result<Vec<AcceptOutcome>> {
-        Ok(self.commit(items, Vec::new()).await?.accepted)
+        Ok(self.commit(items, Vec::new(), None).await?.accepted)
     }
 
     /// Applies handled events in one transaction; one result per item, in order.
     async fn apply(&self, handled: Vec<HandledEvent>) -> Result<Vec<Applied>> {
-        Ok(self.commit(Vec::new(), handled).await?.applied)
+        Ok(self.commit(Vec::new(), handled, None).await?.applied)
     }
 
     /// Events accepted but not handled, in accept order, starting after `after_seq`.

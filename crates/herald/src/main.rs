@@ -4,6 +4,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+// glibc's allocator showed up as ~15% of the server's CPU under load; mimalloc is much cheaper
+// for the many small, short-lived allocations of request handling.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use herald::{Settings, format_diagnostics, launch, load_checked_project};
 
 #[derive(Parser)]
