@@ -43,6 +43,10 @@ fn configure(conn: &Connection, sync: Synchronous) -> rusqlite::Result<()> {
     )?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
+    // The hot pages (pushbacks, dialogs, the tails of the log and messages) must stay cached:
+    // SQLite's default 2 MiB cache made the writer re-read pages from the OS on every batch.
+    conn.pragma_update(None, "cache_size", -65536)?;
+    conn.pragma_update(None, "mmap_size", 268_435_456)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
@@ -72,6 +76,8 @@ impl Pool {
         .map_err(backend)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(backend)?;
+        conn.pragma_update(None, "cache_size", -16384).map_err(backend)?;
+        conn.pragma_update(None, "mmap_size", 268_435_456).map_err(backend)?;
         conn.set_prepared_statement_cache_capacity(32);
         Ok(conn)
     }
