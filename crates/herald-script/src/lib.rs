@@ -85,6 +85,9 @@ type HostSlot = Rc<RefCell<Option<Rc<dyn Host>>>>;
 // runtime. QuickJS aborts if a runtime is freed while values still live in it.
 struct BotJs {
     code: Vec<Persistent<Function<'static>>>,
+    /// The prelude's private helpers: template value → text, and leftover-global cleanup.
+    render: Persistent<Function<'static>>,
+    reset: Persistent<Function<'static>>,
     ctx: Context,
 }
 
@@ -133,15 +136,16 @@ impl Sandbox {
         };
         let ctx = Context::full(&self.rt).map_err(engine_err)?;
         let (host, out, deadline) = (self.host.clone(), self.out.clone(), self.deadline.clone());
-        let code = ctx.with(|ctx| -> Result<Vec<_>, Vec<Diagnostic>> {
+        let (code, render, reset) = ctx.with(|ctx| -> Result<_, Vec<Diagnostic>> {
             install_bridge(&ctx, host, out, deadline).map_err(engine_err)?;
-            ctx.eval::<(), _>(include_str!("prelude.js"))
-                .map_err(engine_err)?;
-            let injector = ctx
-                .json_parse(bot.injector.to_string())
+            ctx.json_parse(bot.injector.to_string())
                 .and_then(|v| ctx.globals().set("$injector", v))
-                .and_then(|_| ctx.eval::<(), _>("__freeze($injector)"));
-            injector.map_err(engine_err)?;
+                .map_err(engine_err)?;
+            let helpers: Object = ctx
+                .eval(include_str!("prelude.js"))
+                .map_err(engine_err)?;
+            let render: Function = helpers.get("render").map_err(engine_err)?;
+            let reset: Function = helpers.get("reset").map_err(engine_err)?;
             let mut compiled = Vec::with_capacity(bot.code.len());
             let mut errors = Vec::new();
             for c in &bot.code {
@@ -151,12 +155,24 @@ impl Sandbox {
                 }
             }
             if errors.is_empty() {
-                Ok(compiled)
+                Ok((
+                    compiled,
+                    Persistent::save(&ctx, render),
+                    Persistent::save(&ctx, reset),
+                ))
             } else {
                 Err(errors)
             }
         })?;
-        self.bots.insert(bot.id.clone(), BotJs { code, ctx });
+        self.bots.insert(
+            bot.id.clone(),
+            BotJs {
+                code,
+                render,
+                reset,
+                ctx,
+            },
+        );
         Ok(())
     }
 
@@ -200,9 +216,12 @@ impl Turn<'_> {
             return Ok(());
         }
         let input = &self.input;
+        let reset = self.bot.reset.clone();
         self.bot
             .ctx
             .with(|ctx| -> rquickjs::Result<()> {
+                // Globals another dialog's turn created must not be seen by this one.
+                reset.restore(&ctx)?.call::<_, ()>(())?;
                 let g = ctx.globals();
                 g.set("$request", ctx.json_parse(input.request.to_string())?)?;
                 g.set("$session", ctx.json_parse(input.session.to_string())?)?;
@@ -271,8 +290,9 @@ impl Turn<'_> {
             match p {
                 TemplatePart::Text(text) => s.push_str(text),
                 TemplatePart::Expr(id) => {
-                    let piece: String = self.call(*id, |ctx, v| {
-                        let f: Function = ctx.globals().get("__render")?;
+                    let render = self.bot.render.clone();
+                    let piece: String = self.call(*id, move |ctx, v| {
+                        let f = render.restore(ctx)?;
                         f.call((v,))
                     })?;
                     s.push_str(&piece);

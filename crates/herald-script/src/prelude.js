@@ -1,5 +1,8 @@
-// Installed once per bot context. The host bridge `__host(op, argsJson)` is removed from the
-// global scope here, so user scripts only see the documented globals.
+// Runs once per bot context, after `$injector` and the host bridge `__host(op, argsJson)` are
+// set. It builds the documented globals, locks them, freezes the built-in prototypes (so one
+// dialog cannot poison what another dialog's scripts see), removes the bridge from the global
+// scope, and returns the engine's private helpers: `render` (template values) and `reset`
+// (deletes globals left behind by an earlier turn).
 (function () {
   const g = globalThis;
   const bridge = g.__host;
@@ -8,33 +11,80 @@
     const r = bridge(op, JSON.stringify(args));
     return r === undefined || r === null ? undefined : JSON.parse(r);
   };
-  const freeze = (o) => {
+  const deepFreeze = (o) => {
     if (o && typeof o === "object" && !Object.isFrozen(o)) {
       Object.freeze(o);
-      for (const k of Object.keys(o)) freeze(o[k]);
+      for (const k of Object.keys(o)) deepFreeze(o[k]);
     }
     return o;
   };
-  g.__freeze = freeze;
-  g.$reactions = Object.freeze({
-    answer: (text) => invoke("answer", [text === undefined || text === null ? "" : String(text)]),
-    buttons: (list) => invoke("buttons", [Array.isArray(list) ? list : [list]]),
-    transition: (state) => invoke("transition", [String(state)]),
-  });
-  g.$pushgate = Object.freeze({
-    createPushback: (channelType, botId, chatId, event, eventData) =>
-      invoke("createPushback", [channelType, botId, chatId, event, eventData === undefined ? {} : eventData]),
-    deletePushback: (id) => invoke("deletePushback", [String(id)]),
-  });
-  const http = (method) => (url, opts) => invoke("http", [method, String(url), opts || {}]);
-  g.$http = Object.freeze({
-    get: http("GET"),
-    post: http("POST"),
-    put: http("PUT"),
-    patch: http("PATCH"),
-    delete: http("DELETE"),
-  });
-  const show = (x) => (typeof x === "string" ? x : (() => { try { return JSON.stringify(x); } catch (e) { return String(x); } })());
-  g.log = (...args) => { invoke("log", [args.map(show).join(" ")]); };
-  g.__render = (v) => (v === undefined || v === null ? "" : typeof v === "string" ? v : typeof v === "object" ? show(v) : String(v));
-})();
+  const show = (x) => {
+    if (typeof x === "string") return x;
+    try {
+      return JSON.stringify(x);
+    } catch (e) {
+      return String(x);
+    }
+  };
+  const fixed = {
+    $injector: deepFreeze(g.$injector),
+    $reactions: Object.freeze({
+      answer: (text) => invoke("answer", [text === undefined || text === null ? "" : String(text)]),
+      buttons: (list) => invoke("buttons", [Array.isArray(list) ? list : [list]]),
+      transition: (state) => invoke("transition", [String(state)]),
+    }),
+    $pushgate: Object.freeze({
+      createPushback: (channelType, botId, chatId, event, eventData) =>
+        invoke("createPushback", [channelType, botId, chatId, event, eventData === undefined ? {} : eventData]),
+      deletePushback: (id) => invoke("deletePushback", [String(id)]),
+    }),
+    $http: Object.freeze(
+      Object.fromEntries(
+        ["GET", "POST", "PUT", "PATCH", "DELETE"].map((m) => [
+          m.toLowerCase(),
+          (url, opts) => invoke("http", [m, String(url), opts || {}]),
+        ]),
+      ),
+    ),
+    log: (...args) => {
+      invoke("log", [args.map(show).join(" ")]);
+    },
+  };
+  for (const [name, value] of Object.entries(fixed)) {
+    Object.defineProperty(g, name, { value, writable: false, enumerable: false, configurable: false });
+  }
+  const intrinsics = [
+    Object, Array, Function, String, Number, Boolean, Symbol, BigInt, Date, RegExp, Map, Set, WeakMap,
+    WeakSet, Promise, ArrayBuffer, DataView, Uint8Array, Int32Array, Float64Array,
+  ];
+  for (const c of intrinsics) {
+    if (typeof c !== "function") continue;
+    Object.freeze(c);
+    if (c.prototype) Object.freeze(c.prototype);
+  }
+  // Error prototypes: instances get `message`/`name` by assignment (also from native code), which
+  // a frozen prototype would forbid; everything else is locked.
+  for (const c of [Error, TypeError, RangeError, SyntaxError, ReferenceError, EvalError, URIError]) {
+    Object.freeze(c);
+    for (const k of Object.getOwnPropertyNames(c.prototype)) {
+      if (k === "message" || k === "name") continue;
+      Object.defineProperty(c.prototype, k, { writable: false, configurable: false });
+    }
+    Object.preventExtensions(c.prototype);
+  }
+  Object.freeze(Object.getPrototypeOf(Uint8Array));
+  Object.freeze(Object.getPrototypeOf(Uint8Array.prototype));
+  Object.freeze(JSON);
+  Object.freeze(Math);
+  Object.freeze(Reflect);
+  // Per-turn globals are set again by every turn; anything else not here now is a leftover.
+  const baseline = new Set(Object.getOwnPropertyNames(g).concat(["$request", "$session", "$client", "$temp"]));
+  return {
+    render: (v) => (v === undefined || v === null ? "" : typeof v === "string" ? v : typeof v === "object" ? show(v) : String(v)),
+    reset: () => {
+      for (const name of Object.getOwnPropertyNames(g)) {
+        if (!baseline.has(name)) delete g[name];
+      }
+    },
+  };
+})()

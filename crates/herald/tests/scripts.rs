@@ -68,6 +68,18 @@ states:
     script: |
       var r = $http.post($injector.sinkUrl + "/hook", {body: {from: $request.chatId}, query: {q: "1"}});
       $reactions.answer("status " + r.status + " ok " + r.isOk + " data " + JSON.stringify(r.data));
+  Leak:
+    q!: leak
+    script: |
+      globalThis.leaked = "from " + $request.chatId;
+      try { $reactions = null; } catch (e) {}
+      try { Array.prototype.join = function () { return "poisoned"; }; } catch (e) {}
+      $reactions.answer("set");
+  Peek:
+    q!: peek
+    script: |
+      $reactions.answer("leaked=" + (typeof leaked) + " join=" + [1, 2].join("-") +
+        " render=" + (typeof __render) + " host=" + (typeof __host));
   Failed:
     event!: scriptError
     a: "sorry: {{ $request.rawRequest.eventData.message }}"
@@ -206,4 +218,14 @@ async fn http_refuses_metadata_addresses_and_calls_real_services() {
     let r = server.say("lab", "h", "call").await;
     assert_eq!(texts(&r), [r#"status 200 ok true data {"ok":true}"#]);
     assert_eq!(sink.wait_for(1).await[0], json!({"from": "h"}));
+}
+
+#[tokio::test]
+async fn scripts_cannot_leak_globals_or_poison_builtins_for_other_dialogs() {
+    let (server, _s, _p, _d) = lab().await;
+    assert_eq!(texts(&server.say("lab", "a", "leak").await), ["set"]);
+    let clean = ["leaked=undefined join=1-2 render=undefined host=undefined"];
+    assert_eq!(texts(&server.say("lab", "b", "peek").await), clean, "another dialog");
+    assert_eq!(texts(&server.say("lab", "a", "peek").await), clean, "the same dialog, next turn");
+    assert_eq!(texts(&server.say("lab", "a", "count").await), ["n=1 visits=1 Welcome"], "host globals still work");
 }
