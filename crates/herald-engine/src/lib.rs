@@ -174,7 +174,11 @@ impl Engine {
                     break;
                 }
                 count += 1;
-                progress.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(e.seq);
+                progress
+                    .pending
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .insert(e.seq);
                 let permit = self.permit().await?;
                 self.shared.dispatch.send(e, Instant::now(), Some(permit));
             }
@@ -215,9 +219,13 @@ impl Engine {
             .ok_or(EngineError::ShuttingDown)?;
         let permit = self.permit().await?;
         let (reply, rx) = oneshot::channel();
-        tx.send(writer::AcceptRequest { item, reply, permit })
-            .await
-            .map_err(|_| EngineError::ShuttingDown)?;
+        tx.send(writer::AcceptRequest {
+            item,
+            reply,
+            permit,
+        })
+        .await
+        .map_err(|_| EngineError::ShuttingDown)?;
         rx.await.map_err(|_| EngineError::ShuttingDown)?
     }
 
@@ -243,20 +251,36 @@ impl Engine {
     /// Events accepted and handled since start, and events logged but not yet handled.
     pub fn counters(&self) -> (u64, u64, usize) {
         let c = &self.shared.counters;
-        let pending = self.shared.progress.pending.lock().unwrap_or_else(|e| e.into_inner()).len();
-        (c.accepted.load(Ordering::Relaxed), c.handled.load(Ordering::Relaxed), pending)
+        let pending = self
+            .shared
+            .progress
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len();
+        (
+            c.accepted.load(Ordering::Relaxed),
+            c.handled.load(Ordering::Relaxed),
+            pending,
+        )
     }
 
     /// Stops taking events, lets workers finish what they were given, commits their results.
     pub async fn shutdown(&self) {
         // Closing the accept queue makes the writer stop the workers once everything accepted
         // is dispatched; the writer ends when the last worker's results are committed.
-        drop(self.accept_tx.lock().unwrap_or_else(|e| e.into_inner()).take());
+        drop(
+            self.accept_tx
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .take(),
+        );
         let writer = self.writer.lock().unwrap_or_else(|e| e.into_inner()).take();
         if let Some(w) = writer {
             let _ = w.await;
         }
-        let workers: Vec<_> = std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
+        let workers: Vec<_> =
+            std::mem::take(&mut *self.workers.lock().unwrap_or_else(|e| e.into_inner()));
         let _ = tokio::task::spawn_blocking(move || {
             for w in workers {
                 let _ = w.join();

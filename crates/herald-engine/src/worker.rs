@@ -15,8 +15,8 @@ use jiff::Timestamp;
 use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
-use crate::writer::ApplyItem;
 use crate::host::WorkerHost;
+use crate::writer::ApplyItem;
 use crate::{EngineError, Shared, turn};
 
 pub(crate) enum Work {
@@ -55,7 +55,12 @@ impl Dispatch {
 
     /// Queues an event for its dialog's worker. A closed queue means we are stopping; the event
     /// is durable and replays at the next start.
-    pub(crate) fn send(&self, event: StoredEvent, accepted: Instant, permit: Option<OwnedSemaphorePermit>) {
+    pub(crate) fn send(
+        &self,
+        event: StoredEvent,
+        accepted: Instant,
+        permit: Option<OwnedSemaphorePermit>,
+    ) {
         let i = self.shard(&event.event.dialog);
         let _ = self.senders[i].send(Work::Event(Box::new(event), accepted, permit));
     }

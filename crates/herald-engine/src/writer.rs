@@ -83,11 +83,14 @@ pub(crate) async fn run(
             Ok(done) => {
                 track_progress(&shared, &applies, &done);
                 backoff = Duration::from_millis(50);
-                metrics::histogram!("herald_commit_seconds").record(started.elapsed().as_secs_f64());
-                metrics::histogram!("herald_commit_batch_size").record((accepts.len() + applies.len()) as f64);
+                metrics::histogram!("herald_commit_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                metrics::histogram!("herald_commit_batch_size")
+                    .record((accepts.len() + applies.len()) as f64);
                 let now = Instant::now();
                 for (item, applied) in applies.drain(..).zip(done.applied) {
-                    metrics::histogram!("herald_accept_to_stored_seconds").record((now - item.accepted).as_secs_f64());
+                    metrics::histogram!("herald_accept_to_stored_seconds")
+                        .record((now - item.accepted).as_secs_f64());
                     shared.counters.handled.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!("herald_events_handled_total").increment(1);
                     shared.hub.publish(&applied.dialog, &applied.replies);
@@ -102,7 +105,8 @@ pub(crate) async fn run(
                     for e in applied.raised {
                         shared.dispatch.send(e, now, None);
                     }
-                    shared.dispatch.committed[item.worker].fetch_max(item.ticket, Ordering::Release);
+                    shared.dispatch.committed[item.worker]
+                        .fetch_max(item.ticket, Ordering::Release);
                 }
                 for (req, outcome) in accepts.drain(..).zip(done.accepted) {
                     if let AcceptOutcome::Accepted(e) = &outcome {
@@ -119,7 +123,9 @@ pub(crate) async fn run(
                 // must land) — alone, so that a bad accept cannot block them.
                 tracing::error!(error = %e, retry_in = ?backoff, "commit failed; nothing of this batch was stored");
                 for req in accepts.drain(..) {
-                    let _ = req.reply.send(Err(EngineError::Store(StoreError::Backend(e.to_string()))));
+                    let _ = req
+                        .reply
+                        .send(Err(EngineError::Store(StoreError::Backend(e.to_string()))));
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));

@@ -141,9 +141,7 @@ impl Sandbox {
             ctx.json_parse(bot.injector.to_string())
                 .and_then(|v| ctx.globals().set("$injector", v))
                 .map_err(engine_err)?;
-            let helpers: Object = ctx
-                .eval(include_str!("prelude.js"))
-                .map_err(engine_err)?;
+            let helpers: Object = ctx.eval(include_str!("prelude.js")).map_err(engine_err)?;
             let render: Function = helpers.get("render").map_err(engine_err)?;
             let reset: Function = helpers.get("reset").map_err(engine_err)?;
             let mut compiled = Vec::with_capacity(bot.code.len());
@@ -178,7 +176,12 @@ impl Sandbox {
 
     /// Starts handling one event of `bot_id`. The per-turn globals are set on the first script
     /// call, so a turn that runs no JavaScript costs no JavaScript.
-    pub fn turn<'s>(&'s mut self, bot_id: &str, input: TurnInput<'s>, host: Rc<dyn Host>) -> Result<Turn<'s>, ScriptError> {
+    pub fn turn<'s>(
+        &'s mut self,
+        bot_id: &str,
+        input: TurnInput<'s>,
+        host: Rc<dyn Host>,
+    ) -> Result<Turn<'s>, ScriptError> {
         let bot = self.bots.get(bot_id).ok_or_else(|| ScriptError {
             kind: ErrorKind::Exception,
             message: format!("bot `{bot_id}` is not loaded"),

@@ -67,3 +67,15 @@ pub fn require_bot(
         Err(ApiError::unauthorized())
     }
 }
+
+/// Route middleware: 401 unless the request carries the admin token or some bot's token.
+pub async fn require_token(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    match caller(&state, req.headers()) {
+        Ok(_) => next.run(req).await,
+        Err(e) => axum::response::IntoResponse::into_response(e),
+    }
+}

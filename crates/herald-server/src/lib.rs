@@ -53,10 +53,9 @@ pub fn app_state(engine: Arc<Engine>, admin_token: &str, cfg: &HttpConfig) -> Ap
 
 pub fn router(state: AppState, cfg: &HttpConfig) -> Router {
     let _ = ops::prometheus();
-    Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
+    // Management routes: a valid token is checked before the body is read, so a caller without
+    // one learns nothing about the body's validity. Handlers then check which bot it may manage.
+    let api = Router::new()
         .route("/api/v1/admin/stats", get(ops::stats))
         .route(
             "/api/v1/pushbacks",
@@ -75,6 +74,15 @@ pub fn router(state: AppState, cfg: &HttpConfig) -> Router {
             get(dialogs::show_dialog),
         )
         .route("/api/v1/contacts/{id}", get(dialogs::show_contact))
+        .route_layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            auth::require_token,
+        ));
+    Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/readyz", get(ops::readyz))
+        .route("/metrics", get(ops::metrics))
+        .merge(api)
         .route("/chat/widget.js", get(chat::widget_js))
         .route("/chat/assets/{file}", get(chat::assets))
         .route("/chat/{bot_id}", get(chat::page))
@@ -84,6 +92,13 @@ pub fn router(state: AppState, cfg: &HttpConfig) -> Router {
             get(pushgate::activate).post(pushgate::activate),
         )
         .fallback(|| async { error::ApiError::not_found("no such route") })
+        .method_not_allowed_fallback(|| async {
+            error::ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
         .layer(axum::middleware::from_fn(ops::track))
         .layer(DefaultBodyLimit::max(cfg.body_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {

@@ -69,7 +69,18 @@ pub async fn track(req: Request, next: Next) -> Response {
         .unwrap_or_else(|| "unmatched".to_owned());
     let method = req.method().to_string();
     let started = std::time::Instant::now();
-    let resp = next.run(req).await;
+    let mut resp = next.run(req).await;
+    // JSON bodies are UTF-8; say so, as the API contract promises.
+    if resp
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_some_and(|v| v == "application/json")
+    {
+        resp.headers_mut().insert(
+            axum::http::header::CONTENT_TYPE,
+            axum::http::HeaderValue::from_static("application/json; charset=utf-8"),
+        );
+    }
     let status = resp.status().as_u16().to_string();
     metrics::counter!("herald_http_requests_total", "route" => route.clone(), "method" => method, "status" => status).increment(1);
     metrics::histogram!("herald_http_request_seconds", "route" => route)

@@ -76,8 +76,10 @@ impl Pool {
         .map_err(backend)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(backend)?;
-        conn.pragma_update(None, "cache_size", -16384).map_err(backend)?;
-        conn.pragma_update(None, "mmap_size", 268_435_456).map_err(backend)?;
+        conn.pragma_update(None, "cache_size", -16384)
+            .map_err(backend)?;
+        conn.pragma_update(None, "mmap_size", 268_435_456)
+            .map_err(backend)?;
         conn.set_prepared_statement_cache_capacity(32);
         Ok(conn)
     }

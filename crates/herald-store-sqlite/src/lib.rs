@@ -47,10 +47,12 @@ impl Store for SqliteStore {
         self.pool
             .write(move |tx| {
                 if let Some(w) = handled_through {
-                    tx.prepare_cached("UPDATE meta SET value = MAX(value, ?1) WHERE key = 'handled_through'")
-                        .map_err(backend)?
-                        .execute(params![w])
-                        .map_err(backend)?;
+                    tx.prepare_cached(
+                        "UPDATE meta SET value = MAX(value, ?1) WHERE key = 'handled_through'",
+                    )
+                    .map_err(backend)?
+                    .execute(params![w])
+                    .map_err(backend)?;
                 }
                 let applied = accept::apply_batch(tx, handled)?;
                 let accepted = accept::accept_batch(tx, accept)?;

@@ -11,12 +11,16 @@ use serde::{Deserialize, Serialize};
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Address to listen on.
+    #[serde(deserialize_with = "text")]
     pub listen: String,
     /// Base of links Herald hands out (pushbacks); defaults to `http://{listen}`.
+    #[serde(default, deserialize_with = "opt_text")]
     pub public_url: Option<String>,
     pub data_dir: PathBuf,
     /// `sqlite://PATH`; defaults to `sqlite://{data_dir}/herald.db`.
+    #[serde(default, deserialize_with = "opt_text")]
     pub database_url: Option<String>,
+    #[serde(default, deserialize_with = "opt_text")]
     pub admin_token: Option<String>,
     pub project: Option<PathBuf>,
     /// Largest request body in bytes.
@@ -33,9 +37,12 @@ pub struct Settings {
     /// Worker threads running scenarios (0: two per CPU, at least 4).
     pub workers: usize,
     /// `full` (fsync each commit batch; survives power loss) or `normal` (survives a crash).
+    #[serde(deserialize_with = "text")]
     pub sqlite_synchronous: String,
     /// Log filter (`info`, `herald=debug`, …) and format (`text` or `json`).
+    #[serde(deserialize_with = "text")]
     pub log: String,
+    #[serde(deserialize_with = "text")]
     pub log_format: String,
     /// Seconds to wait for in-flight work at shutdown.
     pub shutdown_timeout_secs: u64,
@@ -143,4 +150,36 @@ impl Settings {
                 .max(4)
         }
     }
+}
+
+/// Environment values are parsed like TOML, so `HERALD_ADMIN_TOKEN=123456` arrives as a number;
+/// settings that are text take numbers and booleans as their text.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Scalar {
+    Text(String),
+    Int(i64),
+    Uint(u64),
+    Float(f64),
+    Bool(bool),
+}
+
+impl From<Scalar> for String {
+    fn from(s: Scalar) -> String {
+        match s {
+            Scalar::Text(t) => t,
+            Scalar::Int(i) => i.to_string(),
+            Scalar::Uint(u) => u.to_string(),
+            Scalar::Float(f) => f.to_string(),
+            Scalar::Bool(b) => b.to_string(),
+        }
+    }
+}
+
+fn text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Scalar::deserialize(d).map(String::from)
+}
+
+fn opt_text<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
+    Option::<Scalar>::deserialize(d).map(|o| o.map(String::from))
 }

@@ -225,7 +225,19 @@ async fn scripts_cannot_leak_globals_or_poison_builtins_for_other_dialogs() {
     let (server, _s, _p, _d) = lab().await;
     assert_eq!(texts(&server.say("lab", "a", "leak").await), ["set"]);
     let clean = ["leaked=undefined join=1-2 render=undefined host=undefined"];
-    assert_eq!(texts(&server.say("lab", "b", "peek").await), clean, "another dialog");
-    assert_eq!(texts(&server.say("lab", "a", "peek").await), clean, "the same dialog, next turn");
-    assert_eq!(texts(&server.say("lab", "a", "count").await), ["n=1 visits=1 Welcome"], "host globals still work");
+    assert_eq!(
+        texts(&server.say("lab", "b", "peek").await),
+        clean,
+        "another dialog"
+    );
+    assert_eq!(
+        texts(&server.say("lab", "a", "peek").await),
+        clean,
+        "the same dialog, next turn"
+    );
+    assert_eq!(
+        texts(&server.say("lab", "a", "count").await),
+        ["n=1 visits=1 Welcome"],
+        "host globals still work"
+    );
 }
