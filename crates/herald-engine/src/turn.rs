@@ -71,6 +71,7 @@ pub fn run(
             Ok(Flow::Go(to)) => next = to,
             Err(e) => {
                 out.error = Some(e);
+                out.handled_by = Some(next);
                 return out;
             }
         }
@@ -127,7 +128,8 @@ fn exec(
             }
             Reaction::Script(code) => {
                 let mut go = None;
-                for sr in js.run(*code)? {
+                let (asked, failed) = js.run(*code);
+                for sr in asked {
                     match sr {
                         ScriptReaction::Answer(text) => replies.push(Reply {
                             text,
@@ -142,6 +144,8 @@ fn exec(
                                 })
                                 .collect(),
                         ),
+                        // A failed script's transition is not followed; its replies are kept.
+                        ScriptReaction::Transition(_) if failed.is_some() => {}
                         ScriptReaction::Transition(target) => {
                             go = Some(resolve_state(bot, Some(owner), &target).ok_or_else(
                                 || ScriptError {
@@ -153,6 +157,9 @@ fn exec(
                             )?);
                         }
                     }
+                }
+                if let Some(e) = failed {
+                    return Err(e);
                 }
                 if let Some(to) = go {
                     return Ok(Flow::Go(to));

@@ -271,11 +271,12 @@ impl Turn<'_> {
     }
 
     /// Runs a `script:` body; returns what it asked of `$reactions`, in order.
-    pub fn run(&mut self, id: CodeId) -> Result<Vec<ScriptReaction>, ScriptError> {
+    /// On an error, what the script asked for before it failed is still returned.
+    pub fn run(&mut self, id: CodeId) -> (Vec<ScriptReaction>, Option<ScriptError>) {
         self.out.borrow_mut().clear();
         let r = self.call(id, |_, _| Ok(()));
         let reactions = std::mem::take(&mut *self.out.borrow_mut());
-        r.map(|_| reactions)
+        (reactions, r.err())
     }
 
     /// Evaluates an `if:` condition with JavaScript truthiness.
