@@ -199,7 +199,11 @@ async fn a_memory_bomb_raises_script_error_and_the_runtime_stays_usable() {
 async fn a_throwing_script_keeps_the_session_unchanged_and_reports_the_error() {
     let (server, _s, _p, _d) = lab().await;
     server.say("lab", "t", "count").await;
-    assert_eq!(texts(&server.say("lab", "t", "throw").await), ["before the error"], "replies before the error are kept");
+    assert_eq!(
+        texts(&server.say("lab", "t", "throw").await),
+        ["before the error"],
+        "replies before the error are kept"
+    );
     server.wait_for_text("lab", "t", "sorry: Error: boom").await;
     let (_, d) = server.get("/api/v1/bots/lab/dialogs/t").await;
     assert_eq!(
