@@ -91,16 +91,29 @@ impl Pool {
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
     {
         let pool = self.clone();
+        let queued = std::time::Instant::now();
         tokio::task::spawn_blocking(move || {
+            let started = std::time::Instant::now();
             let mut conn = pool
                 .writer
                 .lock()
                 .map_err(|_| backend("writer lock poisoned"))?;
+            let locked = std::time::Instant::now();
             let tx = conn
                 .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
                 .map_err(backend)?;
             let out = f(&tx)?;
+            let written = std::time::Instant::now();
             tx.commit().map_err(backend)?;
+            let done = std::time::Instant::now();
+            metrics::histogram!("herald_sqlite_write_seconds", "phase" => "queue")
+                .record((started - queued).as_secs_f64());
+            metrics::histogram!("herald_sqlite_write_seconds", "phase" => "lock")
+                .record((locked - started).as_secs_f64());
+            metrics::histogram!("herald_sqlite_write_seconds", "phase" => "statements")
+                .record((written - locked).as_secs_f64());
+            metrics::histogram!("herald_sqlite_write_seconds", "phase" => "commit")
+                .record((done - written).as_secs_f64());
             Ok(out)
         })
         .await
