@@ -26,9 +26,12 @@ pub(crate) struct Pool {
     path: PathBuf,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
+    /// At most `MAX_READERS` reads at once: each reader connection has its own page cache, and
+    /// a burst of reads (hundreds of chat sockets reconnecting) must not open hundreds.
+    reading: tokio::sync::Semaphore,
 }
 
-const MAX_IDLE_READERS: usize = 8;
+const MAX_READERS: usize = 8;
 
 fn configure(conn: &Connection, sync: Synchronous) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
@@ -45,8 +48,7 @@ fn configure(conn: &Connection, sync: Synchronous) -> rusqlite::Result<()> {
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // The hot pages (pushbacks, dialogs, the tails of the log and messages) must stay cached:
     // SQLite's default 2 MiB cache made the writer re-read pages from the OS on every batch.
-    conn.pragma_update(None, "cache_size", -65536)?;
-    conn.pragma_update(None, "mmap_size", 268_435_456)?;
+    conn.pragma_update(None, "cache_size", -32768)?;
     conn.set_prepared_statement_cache_capacity(64);
     Ok(())
 }
@@ -63,6 +65,7 @@ impl Pool {
             path: path.to_owned(),
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
+            reading: tokio::sync::Semaphore::new(MAX_READERS),
         }))
     }
 
@@ -76,9 +79,7 @@ impl Pool {
         .map_err(backend)?;
         conn.busy_timeout(std::time::Duration::from_secs(10))
             .map_err(backend)?;
-        conn.pragma_update(None, "cache_size", -16384)
-            .map_err(backend)?;
-        conn.pragma_update(None, "mmap_size", 268_435_456)
+        conn.pragma_update(None, "cache_size", -8192)
             .map_err(backend)?;
         conn.set_prepared_statement_cache_capacity(32);
         Ok(conn)
@@ -125,6 +126,11 @@ impl Pool {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
+        let _permit = self
+            .reading
+            .acquire()
+            .await
+            .map_err(|_| backend("reader pool closed"))?;
         let pool = self.clone();
         tokio::task::spawn_blocking(move || {
             let conn = match pool
@@ -137,9 +143,7 @@ impl Pool {
                 None => pool.open_reader()?,
             };
             let out = f(&conn);
-            if let Ok(mut idle) = pool.readers.lock()
-                && idle.len() < MAX_IDLE_READERS
-            {
+            if let Ok(mut idle) = pool.readers.lock() {
                 idle.push(conn);
             }
             out
