@@ -193,16 +193,29 @@ pub struct MessagesQuery {
     channel_type: Option<String>,
 }
 
+type MessagesQueryResult = Result<Query<MessagesQuery>, axum::extract::rejection::QueryRejection>;
+
+/// The query and the dialog a read route is about, once the caller may read that bot.
+fn dialog_read(
+    st: &AppState,
+    headers: &HeaderMap,
+    bot_id: &str,
+    chat_id: &str,
+    q: MessagesQueryResult,
+) -> Result<(MessagesQuery, DialogKey), ApiError> {
+    let Query(mut q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    require_bot(st, headers, bot_id)?;
+    let channel = channel_of(st, bot_id, q.channel_type.take())?;
+    Ok((q, DialogKey::new(&channel, bot_id, chat_id)))
+}
+
 pub async fn list_messages(
     State(st): State<AppState>,
     headers: HeaderMap,
     Path((bot_id, chat_id)): Path<(String, String)>,
-    q: Result<Query<MessagesQuery>, axum::extract::rejection::QueryRejection>,
+    q: MessagesQueryResult,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    require_bot(&st, &headers, &bot_id)?;
-    let channel = channel_of(&st, &bot_id, q.channel_type)?;
-    let key = DialogKey::new(&channel, &bot_id, &chat_id);
+    let (q, key) = dialog_read(&st, &headers, &bot_id, &chat_id, q)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
     let msgs = st
         .engine
@@ -220,12 +233,9 @@ pub async fn show_dialog(
     State(st): State<AppState>,
     headers: HeaderMap,
     Path((bot_id, chat_id)): Path<(String, String)>,
-    q: Result<Query<MessagesQuery>, axum::extract::rejection::QueryRejection>,
+    q: MessagesQueryResult,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
-    require_bot(&st, &headers, &bot_id)?;
-    let channel = channel_of(&st, &bot_id, q.channel_type)?;
-    let key = DialogKey::new(&channel, &bot_id, &chat_id);
+    let (_, key) = dialog_read(&st, &headers, &bot_id, &chat_id, q)?;
     let d = st
         .engine
         .shared()

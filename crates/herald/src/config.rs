@@ -46,6 +46,8 @@ pub struct Settings {
     pub log_format: String,
     /// Seconds to wait for in-flight work at shutdown.
     pub shutdown_timeout_secs: u64,
+    /// Threads of the async runtime (HTTP, WebSocket, the commit loop); 0: one per CPU.
+    pub runtime_threads: usize,
 }
 
 impl std::fmt::Debug for Settings {
@@ -85,6 +87,7 @@ impl Default for Settings {
             log: "info".into(),
             log_format: "text".into(),
             shutdown_timeout_secs: 10,
+            runtime_threads: 0,
         }
     }
 }

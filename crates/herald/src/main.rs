@@ -35,7 +35,7 @@ enum Command {
     #[command(
         after_help = "More settings (herald.toml keys, or HERALD_<KEY> variables): body_limit, \
 pushback_rate_limit, pushback_rate_burst, script_timeout_ms, script_memory_mb, http_allow_link_local, \
-http_timeout_ms, workers, sqlite_synchronous (full|normal), log, log_format (text|json), shutdown_timeout_secs. \
+http_timeout_ms, workers, runtime_threads, sqlite_synchronous (full|normal), log, log_format (text|json), shutdown_timeout_secs. \
 See docs/configuration.md."
     )]
     Serve {
@@ -146,10 +146,11 @@ fn main() -> ExitCode {
                 );
                 return ExitCode::FAILURE;
             }
-            let rt = match tokio::runtime::Builder::new_multi_thread()
-                .enable_all()
-                .build()
-            {
+            let mut builder = tokio::runtime::Builder::new_multi_thread();
+            if settings.runtime_threads > 0 {
+                builder.worker_threads(settings.runtime_threads);
+            }
+            let rt = match builder.enable_all().build() {
                 Ok(rt) => rt,
                 Err(e) => {
                     eprintln!("herald: cannot start the runtime: {e}");

@@ -378,17 +378,11 @@ async fn a_repeated_idempotency_key_returns_the_first_answer_without_a_second_ev
 
 #[tokio::test]
 async fn over_the_per_link_rate_limit_answers_429_with_retry_after() {
-    let sink = Sink::start().await;
-    let subscribe = format!("{}/subscribe", sink.url);
-    let project = project_copy(
-        &examples_dir("newsletter"),
-        &[("http://127.0.0.1:9000/subscribe", &subscribe)],
-    );
-    let data = tempfile::tempdir().expect("tempdir");
-    let mut settings = common::settings(data.path());
-    settings.pushback_rate_limit = 1;
-    settings.pushback_rate_burst = 2;
-    let server = TestServer::start_with(project.path(), settings).await;
+    let (server, _sink, _p, _d) = newsletter_with(|s| {
+        s.pushback_rate_limit = 1;
+        s.pushback_rate_burst = 2;
+    })
+    .await;
     let (_, p) = create(&server, create_body("rl")).await;
     let link = p["link"].as_str().expect("link");
     let mut codes = Vec::new();

@@ -235,6 +235,13 @@ impl Sink {
 
 /// The newsletter example wired to a sink, running on a fresh data dir.
 pub async fn newsletter() -> (TestServer, Sink, tempfile::TempDir, tempfile::TempDir) {
+    newsletter_with(|_| {}).await
+}
+
+/// [`newsletter`] with settings changed by `tune`.
+pub async fn newsletter_with(
+    tune: impl FnOnce(&mut Settings),
+) -> (TestServer, Sink, tempfile::TempDir, tempfile::TempDir) {
     let sink = Sink::start().await;
     let subscribe = format!("{}/subscribe", sink.url);
     let project = project_copy(
@@ -242,6 +249,8 @@ pub async fn newsletter() -> (TestServer, Sink, tempfile::TempDir, tempfile::Tem
         &[("http://127.0.0.1:9000/subscribe", &subscribe)],
     );
     let data = tempfile::tempdir().expect("tempdir");
-    let server = TestServer::start(project.path(), data.path()).await;
+    let mut settings = settings(data.path());
+    tune(&mut settings);
+    let server = TestServer::start_with(project.path(), settings).await;
     (server, sink, project, data)
 }
