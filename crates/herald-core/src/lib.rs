@@ -16,6 +16,7 @@ pub mod diag;
 pub mod env;
 pub mod matching;
 pub mod project;
+pub mod schedule;
 pub mod text;
 
 pub use bot::model::{BotDef, StateId};
