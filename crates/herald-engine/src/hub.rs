@@ -21,6 +21,14 @@ impl Hub {
             .subscribe()
     }
 
+    /// Forgets a dialog nobody listens to any more (called when a socket closes).
+    pub fn prune(&self, key: &DialogKey) {
+        let mut map = self.dialogs.lock().unwrap_or_else(|e| e.into_inner());
+        if map.get(key).is_some_and(|tx| tx.receiver_count() == 0) {
+            map.remove(key);
+        }
+    }
+
     pub fn publish(&self, key: &DialogKey, messages: &[StoredMessage]) {
         if messages.is_empty() {
             return;
@@ -34,5 +42,28 @@ impl Hub {
         for m in messages {
             let _ = tx.send(Arc::new(m.clone()));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn len(hub: &Hub) -> usize {
+        hub.dialogs.lock().map(|m| m.len()).unwrap_or(0)
+    }
+
+    #[test]
+    fn a_dialog_is_forgotten_when_its_last_listener_leaves() {
+        let hub = Hub::default();
+        let key = DialogKey::new("chatwidget", "bot", "c1");
+        let first = hub.subscribe(&key);
+        let second = hub.subscribe(&key);
+        drop(first);
+        hub.prune(&key);
+        assert_eq!(len(&hub), 1, "one listener is still there");
+        drop(second);
+        hub.prune(&key);
+        assert_eq!(len(&hub), 0);
     }
 }

@@ -113,9 +113,12 @@ pub async fn ws(
     Ok(upgrade
         .max_message_size(MAX_FRAME)
         .on_upgrade(move |socket| async move {
-            if let Err(e) = session(st, key, socket).await {
+            let hub_owner = st.engine.shared().clone();
+            if let Err(e) = session(st, key.clone(), socket).await {
                 tracing::debug!(error = %e, "chat socket closed");
             }
+            // The session's receiver is gone now; drop the dialog's entry if it was the last.
+            hub_owner.hub.prune(&key);
         }))
 }
 
