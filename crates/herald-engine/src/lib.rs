@@ -18,7 +18,7 @@ mod worker;
 mod writer;
 
 use std::collections::{BTreeSet, HashMap};
-use std::sync::atomic::{AtomicBool, AtomicI64, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -77,7 +77,6 @@ pub struct Shared {
     pub(crate) dispatch: worker::Dispatch,
     /// Callers waiting for an event's replies (`wait` on the messages API).
     pub(crate) waiters: Mutex<HashMap<String, oneshot::Sender<Vec<StoredMessage>>>>,
-    pub(crate) counters: Counters,
     pub(crate) in_flight: Arc<Semaphore>,
     pub(crate) progress: Progress,
 }
@@ -108,12 +107,6 @@ impl Progress {
     }
 }
 
-#[derive(Default)]
-pub struct Counters {
-    pub accepted: AtomicU64,
-    pub handled: AtomicU64,
-}
-
 pub struct Engine {
     shared: Arc<Shared>,
     accept_tx: Mutex<Option<mpsc::Sender<writer::AcceptRequest>>>,
@@ -140,7 +133,6 @@ impl Engine {
             hub: Hub::default(),
             dispatch,
             waiters: Mutex::new(HashMap::new()),
-            counters: Counters::default(),
             progress: Progress {
                 recovering: AtomicBool::new(true),
                 ..Progress::default()
@@ -248,21 +240,14 @@ impl Engine {
             .remove(event_id);
     }
 
-    /// Events accepted and handled since start, and events logged but not yet handled.
-    pub fn counters(&self) -> (u64, u64, usize) {
-        let c = &self.shared.counters;
-        let pending = self
-            .shared
+    /// Events logged but not yet handled.
+    pub fn pending(&self) -> usize {
+        self.shared
             .progress
             .pending
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .len();
-        (
-            c.accepted.load(Ordering::Relaxed),
-            c.handled.load(Ordering::Relaxed),
-            pending,
-        )
+            .len()
     }
 
     /// Stops taking events, lets workers finish what they were given, commits their results.

@@ -75,7 +75,12 @@ pub(crate) async fn run(
         if accepts.is_empty() && applies.is_empty() {
             continue;
         }
-        let items: Vec<AcceptItem> = accepts.iter().map(|r| r.item.clone()).collect();
+        // Accepted items move into the write: a failed batch is answered with errors, never
+        // retried. Handled results are copied: they are retried until they land.
+        let (items, waiting): (Vec<AcceptItem>, Vec<_>) = accepts
+            .drain(..)
+            .map(|r| (r.item, (r.reply, r.permit)))
+            .unzip();
         let handled: Vec<HandledEvent> = applies.iter().map(|a| a.handled.clone()).collect();
         let started = Instant::now();
         let watermark = shared.progress.watermark();
@@ -86,12 +91,11 @@ pub(crate) async fn run(
                 metrics::histogram!("herald_commit_seconds")
                     .record(started.elapsed().as_secs_f64());
                 metrics::histogram!("herald_commit_batch_size")
-                    .record((accepts.len() + applies.len()) as f64);
+                    .record((waiting.len() + applies.len()) as f64);
                 let now = Instant::now();
                 for (item, applied) in applies.drain(..).zip(done.applied) {
                     metrics::histogram!("herald_accept_to_stored_seconds")
                         .record((now - item.accepted).as_secs_f64());
-                    shared.counters.handled.fetch_add(1, Ordering::Relaxed);
                     metrics::counter!("herald_events_handled_total").increment(1);
                     shared.hub.publish(&applied.dialog, &applied.replies);
                     let waiter = shared
@@ -108,13 +112,12 @@ pub(crate) async fn run(
                     shared.dispatch.committed[item.worker]
                         .fetch_max(item.ticket, Ordering::Release);
                 }
-                for (req, outcome) in accepts.drain(..).zip(done.accepted) {
+                for ((reply, permit), outcome) in waiting.into_iter().zip(done.accepted) {
                     if let AcceptOutcome::Accepted(e) = &outcome {
-                        shared.counters.accepted.fetch_add(1, Ordering::Relaxed);
                         metrics::counter!("herald_events_accepted_total").increment(1);
-                        shared.dispatch.send(e.clone(), now, Some(req.permit));
+                        shared.dispatch.send(e.clone(), now, Some(permit));
                     }
-                    let _ = req.reply.send(Ok(outcome));
+                    let _ = reply.send(Ok(outcome));
                 }
             }
             Err(e) => {
@@ -122,10 +125,8 @@ pub(crate) async fn run(
                 // results are kept and retried (the workers' caches already moved on, so they
                 // must land) — alone, so that a bad accept cannot block them.
                 tracing::error!(error = %e, retry_in = ?backoff, "commit failed; nothing of this batch was stored");
-                for req in accepts.drain(..) {
-                    let _ = req
-                        .reply
-                        .send(Err(EngineError::Store(StoreError::Backend(e.to_string()))));
+                for (reply, _) in waiting {
+                    let _ = reply.send(Err(EngineError::Store(StoreError::Backend(e.to_string()))));
                 }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));

@@ -51,8 +51,7 @@ pub async fn stats(
         return Err(ApiError::unauthorized());
     }
     let s = st.engine.shared().store.stats().await?;
-    let (_, _, pending) = st.engine.counters();
-    let pending = pending as i64;
+    let pending = st.engine.pending() as i64;
     Ok(Json(json!({
         "events": {"accepted": s.accepted, "handled": s.accepted - pending, "pending": pending},
         "dialogs": s.dialogs,

@@ -344,11 +344,6 @@ impl Store for SqliteStore {
                 };
                 Ok(Stats {
                     accepted: q("SELECT COALESCE(MAX(seq), 0) FROM events")?,
-                    pending: q("SELECT COUNT(*) FROM events e
-                         LEFT JOIN dialogs d
-                           ON d.channel_type = e.channel_type AND d.bot_id = e.bot_id AND d.chat_id = e.chat_id
-                         WHERE e.seq > (SELECT value FROM meta WHERE key = 'handled_through')
-                           AND e.seq > COALESCE(d.handled_seq, 0)")?,
                     dialogs: q("SELECT COALESCE(MAX(id), 0) FROM dialogs")?,
                     messages: q("SELECT COALESCE(MAX(id), 0) FROM messages")?,
                 })

@@ -188,8 +188,8 @@ pub struct Contact {
 
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Stats {
+    /// The highest sequence number logged (events accepted since the database was created).
     pub accepted: i64,
-    pub pending: i64,
     pub dialogs: i64,
     pub messages: i64,
 }

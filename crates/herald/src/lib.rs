@@ -116,7 +116,7 @@ impl Running {
     }
 }
 
-/// Opens storage, starts the engine (replaying unhandled events) and serves on `listener`.
+/// Loads and checks the project in `project_dir`, then [`launch_project`].
 pub async fn launch(
     settings: Settings,
     project_dir: PathBuf,
@@ -124,6 +124,16 @@ pub async fn launch(
 ) -> anyhow::Result<Running> {
     let project = load_checked_project(&project_dir)
         .map_err(|d| anyhow!("the project has errors:\n{}", format_diagnostics(&d)))?;
+    launch_project(settings, project, listener).await
+}
+
+/// Opens storage, starts the engine (replaying unhandled events) and serves `project` on
+/// `listener`. The project must come from [`load_checked_project`].
+pub async fn launch_project(
+    settings: Settings,
+    project: Project,
+    listener: TcpListener,
+) -> anyhow::Result<Running> {
     let sync = match settings.sqlite_synchronous.to_ascii_lowercase().as_str() {
         "full" => Synchronous::Full,
         "normal" => Synchronous::Normal,

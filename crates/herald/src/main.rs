@@ -9,7 +9,7 @@ use clap::{Parser, Subcommand};
 // for the many small, short-lived allocations of request handling.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
-use herald::{Settings, format_diagnostics, launch, load_checked_project};
+use herald::{Settings, format_diagnostics, launch_project, load_checked_project};
 
 #[derive(Parser)]
 #[command(
@@ -138,14 +138,17 @@ fn main() -> ExitCode {
             settings.database_url = database_url.or(settings.database_url);
             settings.admin_token = admin_token.or(settings.admin_token);
             init_logs(&settings);
-            if let Err(d) = load_checked_project(&project.project) {
-                eprint!("{}", format_diagnostics(&d));
-                eprintln!(
-                    "herald: not starting: fix the errors above (`herald check --project {}`)",
-                    project.project.display()
-                );
-                return ExitCode::FAILURE;
-            }
+            let loaded = match load_checked_project(&project.project) {
+                Ok(p) => p,
+                Err(d) => {
+                    eprint!("{}", format_diagnostics(&d));
+                    eprintln!(
+                        "herald: not starting: fix the errors above (`herald check --project {}`)",
+                        project.project.display()
+                    );
+                    return ExitCode::FAILURE;
+                }
+            };
             let mut builder = tokio::runtime::Builder::new_multi_thread();
             if settings.runtime_threads > 0 {
                 builder.worker_threads(settings.runtime_threads);
@@ -161,7 +164,7 @@ fn main() -> ExitCode {
                 let listener = tokio::net::TcpListener::bind(&settings.listen)
                     .await
                     .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.listen))?;
-                let running = launch(settings, project.project, listener).await?;
+                let running = launch_project(settings, loaded, listener).await?;
                 shutdown_signal().await;
                 tracing::info!("shutting down: finishing in-flight work");
                 running.stop().await
