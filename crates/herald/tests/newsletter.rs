@@ -45,15 +45,8 @@ async fn the_newsletter_story_works_over_http() {
         "{link}"
     );
 
-    let r = server
-        .http
-        .post(&link)
-        .json(&json!({"text": "20% off"}))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), 200);
-    let body: Value = r.json().await.expect("json");
+    let (status, body) = server.activate(&link, json!({"text": "20% off"})).await;
+    assert_eq!(status, 200);
     assert_eq!(body["status"], "accepted");
     assert!(body["eventId"].is_string());
     let msgs = server
@@ -186,14 +179,7 @@ async fn the_newsletter_story_works_over_the_websocket_with_offline_replay() {
         .expect("link")
         .to_owned();
     for text in ["20% off", "30% off"] {
-        let r = server
-            .http
-            .post(&link)
-            .json(&json!({"text": text}))
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(r.status(), 200);
+        assert_eq!(server.activate(&link, json!({"text": text})).await.0, 200);
     }
     server.settle().await;
 
@@ -255,14 +241,14 @@ async fn links_and_queued_replies_survive_a_restart() {
     let server = TestServer::start(project.path(), data.path()).await;
     // the same link on the new server (port may differ; the id is what counts)
     let link = server.url(&format!("/push_{id}"));
-    let r = server
-        .http
-        .post(&link)
-        .json(&json!({"text": "after restart"}))
-        .send()
-        .await
-        .expect("post");
-    assert_eq!(r.status(), 200, "the link still works after a restart");
+    assert_eq!(
+        server
+            .activate(&link, json!({"text": "after restart"}))
+            .await
+            .0,
+        200,
+        "the link still works after a restart"
+    );
     server
         .wait_for_text(
             "newsletter",

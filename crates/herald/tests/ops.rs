@@ -71,50 +71,21 @@ async fn the_chat_page_and_its_assets_are_served() {
             .expect("asset");
         assert_eq!(r.status(), 200, "{asset}");
     }
+    assert_eq!(server.status_of("/chat/assets/secret.txt").await, 404);
+    assert_eq!(server.status_of("/chat/nobot").await, 404);
+    assert_eq!(server.status_of("/chat/nobot/ws").await, 404);
     assert_eq!(
         server
-            .http
-            .get(server.url("/chat/assets/secret.txt"))
-            .send()
-            .await
-            .expect("get")
-            .status(),
-        404
+            .status_of("/chat/newsletter/ws?chatId=has%20space")
+            .await,
+        400,
+        "bad chatId"
     );
     assert_eq!(
-        server
-            .http
-            .get(server.url("/chat/nobot"))
-            .send()
-            .await
-            .expect("get")
-            .status(),
-        404
+        server.status_of("/chat/newsletter/ws?chatId=ok").await,
+        400,
+        "not a WebSocket upgrade"
     );
-    assert_eq!(
-        server
-            .http
-            .get(server.url("/chat/nobot/ws"))
-            .send()
-            .await
-            .expect("get")
-            .status(),
-        404
-    );
-    let r = server
-        .http
-        .get(server.url("/chat/newsletter/ws?chatId=has%20space"))
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(r.status(), 400, "bad chatId");
-    let r = server
-        .http
-        .get(server.url("/chat/newsletter/ws?chatId=ok"))
-        .send()
-        .await
-        .expect("get");
-    assert_eq!(r.status(), 400, "not a WebSocket upgrade");
     let r = server
         .http
         .put(server.url("/healthz"))

@@ -191,17 +191,7 @@ async fn list_show_and_revoke() {
     assert_eq!(l["pushbacks"].as_array().map(Vec::len), Some(1));
     let id = a["id"].as_str().expect("id");
     let link = a["link"].as_str().expect("link");
-    assert_eq!(
-        server
-            .http
-            .post(link)
-            .json(&json!({"text": "t"}))
-            .send()
-            .await
-            .expect("post")
-            .status(),
-        200
-    );
+    assert_eq!(server.activate(link, json!({"text": "t"})).await.0, 200);
     let (s, shown) = server.get(&format!("/api/v1/pushbacks/{id}")).await;
     assert_eq!(s, 200);
     assert_eq!(shown["uses"], 1);
@@ -284,34 +274,12 @@ async fn activation_status_codes() {
     assert_eq!(r.status(), 413);
     assert_eq!(
         server
-            .http
-            .get(server.url("/push_0123456789abcdef0123456789abcdef"))
-            .send()
-            .await
-            .expect("get")
-            .status(),
+            .status_of("/push_0123456789abcdef0123456789abcdef")
+            .await,
         404
     );
-    assert_eq!(
-        server
-            .http
-            .get(server.url("/push_"))
-            .send()
-            .await
-            .expect("get")
-            .status(),
-        404
-    );
-    assert_eq!(
-        server
-            .http
-            .get(server.url("/nothing-here"))
-            .send()
-            .await
-            .expect("get")
-            .status(),
-        404
-    );
+    assert_eq!(server.status_of("/push_").await, 404);
+    assert_eq!(server.status_of("/nothing-here").await, 404);
 
     let (_, once) = create(&server, json!({"channelType": "chatwidget", "botId": "newsletter", "chatId": "codes", "event": "e1", "maxUses": 1})).await;
     let once = once["link"].as_str().expect("link");

@@ -121,6 +121,22 @@ impl TestServer {
         status_json(r).await
     }
 
+    /// The status of an unauthenticated GET, as a browser or a link follower would send it.
+    pub async fn status_of(&self, path: &str) -> u16 {
+        self.http
+            .get(self.url(path))
+            .send()
+            .await
+            .expect("get")
+            .status()
+            .as_u16()
+    }
+
+    /// POSTs JSON to a pushback link (no token: links are capabilities).
+    pub async fn activate(&self, link: &str, body: Value) -> (u16, Value) {
+        status_json(self.http.post(link).json(&body).send().await.expect("post")).await
+    }
+
     /// Sends a user message and waits for the bot's replies; returns their texts.
     pub async fn say(&self, bot: &str, chat: &str, text: &str) -> Vec<Value> {
         let (s, v) = self
