@@ -1,14 +1,16 @@
 //! What scripts can reach outside the sandbox: `$http` (blocking for the script, async
 //! underneath, with a timeout and an address filter against link-local and cloud-metadata
 //! targets), `$pushgate` (committed before the call returns, so a link handed to another service
-//! works at once), and `log`.
+//! works at once), `$jobs` (collected and committed with the turn: a job scheduled by a script
+//! that then fails is not stored), and `log`.
 
+use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
 use herald_script::Host;
-use herald_store::DialogKey;
+use herald_store::{DialogKey, JobKind, JobStatus, NewJob};
 use serde_json::{Map, Value, json};
 
 use crate::Shared;
@@ -68,6 +70,29 @@ pub(crate) struct WorkerHost {
     pub shared: Arc<Shared>,
     pub handle: tokio::runtime::Handle,
     pub dialog: DialogKey,
+    /// The dialog's contact, once stored.
+    pub contact_id: Option<i64>,
+    /// Jobs scheduled and cancelled by this turn's scripts, committed with the turn.
+    pub scheduled: RefCell<Vec<NewJob>>,
+    pub cancelled: RefCell<Vec<(String, i64)>>,
+}
+
+impl WorkerHost {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        handle: tokio::runtime::Handle,
+        dialog: DialogKey,
+        contact_id: Option<i64>,
+    ) -> Self {
+        Self {
+            shared,
+            handle,
+            dialog,
+            contact_id,
+            scheduled: RefCell::new(Vec::new()),
+            cancelled: RefCell::new(Vec::new()),
+        }
+    }
 }
 
 const MAX_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -206,6 +231,60 @@ impl Host for WorkerHost {
         self.handle
             .block_on(self.shared.store.delete_pushback(id))
             .map_err(|e| format!("deletePushback: {e}"))
+    }
+
+    fn schedule_job(&self, args: &Value) -> Result<Value, String> {
+        let bot_id = &self.dialog.bot_id;
+        let bot = self
+            .shared
+            .project
+            .bots
+            .get(bot_id)
+            .ok_or_else(|| format!("$jobs.schedule: no bot `{bot_id}`"))?;
+        let now = self.shared.clock.now();
+        let mut planned =
+            crate::jobs::plan(bot, args, now).map_err(|e| format!("$jobs.schedule: {e}"))?;
+        let dialog = match (planned.spec.kind, planned.spec.lead_id) {
+            (JobKind::Broadcast, _) => None,
+            (_, Some(lead)) if Some(lead) != self.contact_id => Some(
+                self.handle
+                    .block_on(self.shared.store.lead_dialog(lead, bot_id))
+                    .map_err(|e| format!("$jobs.schedule: {e}"))?
+                    .ok_or_else(|| {
+                        format!(
+                            "$jobs.schedule: lead_id: contact {lead} has no dialog with bot `{bot_id}`"
+                        )
+                    })?,
+            ),
+            // No lead given: the job runs in this dialog, for its contact.
+            _ => {
+                planned.spec.lead_id = self.contact_id;
+                Some(self.dialog.clone())
+            }
+        };
+        let job = planned.into_job(self.shared.next_job_id(), bot_id, dialog, now, "script");
+        let shown = crate::jobs::job_json(&crate::jobs::record_of(&job));
+        self.scheduled.borrow_mut().push(job);
+        Ok(shown)
+    }
+
+    fn cancel_job(&self, id: i64) -> Result<bool, String> {
+        let mut scheduled = self.scheduled.borrow_mut();
+        if let Some(i) = scheduled.iter().position(|j| j.id == id) {
+            scheduled.remove(i);
+            return Ok(true);
+        }
+        let bot_id = &self.dialog.bot_id;
+        let job = self
+            .handle
+            .block_on(self.shared.store.get_job(bot_id, id, 0))
+            .map_err(|e| format!("$jobs.cancel: {e}"))?;
+        let live =
+            job.is_some_and(|(j, _)| matches!(j.status, JobStatus::Pending | JobStatus::Running));
+        if live {
+            self.cancelled.borrow_mut().push((bot_id.clone(), id));
+        }
+        Ok(live)
     }
 
     fn log(&self, message: &str) {

@@ -10,24 +10,29 @@
 //! cache, so the next event of a dialog sees the previous one's state; a crash replays every
 //! event whose results were not committed, in order.
 
+pub mod clock;
 pub mod host;
 pub mod hub;
+pub mod jobs;
 pub mod pushgate;
+mod scheduler;
 pub mod turn;
 mod worker;
 mod writer;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use herald_core::Project;
 use herald_script::Limits;
-use herald_store::{AcceptItem, AcceptOutcome, Store, StoreError, StoredMessage};
+use herald_store::{AcceptItem, AcceptOutcome, JobRecord, Store, StoreError, StoredMessage};
 use tokio::sync::{Semaphore, mpsc, oneshot};
 
+pub use clock::{Clock, ManualClock, SystemClock};
 pub use hub::Hub;
+pub use jobs::JobError;
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -79,6 +84,51 @@ pub struct Shared {
     pub(crate) waiters: Mutex<HashMap<String, oneshot::Sender<Vec<StoredMessage>>>>,
     pub(crate) in_flight: Arc<Semaphore>,
     pub(crate) progress: Progress,
+    pub clock: Arc<dyn Clock>,
+    /// The last job id handed out (ids are assigned before the job is stored, so that a script
+    /// sees its job's id at once).
+    job_ids: AtomicI64,
+    /// Jobs cancelled while a run of theirs may still be queued: the worker skips such runs.
+    cancelled_jobs: Mutex<HashSet<i64>>,
+    pub(crate) alarm: scheduler::Alarm,
+}
+
+impl Shared {
+    pub fn next_job_id(&self) -> i64 {
+        self.job_ids.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    pub(crate) fn cancelled_job(&self, id: i64) {
+        self.cancelled_jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id);
+    }
+
+    pub(crate) fn is_cancelled(&self, id: i64) -> bool {
+        self.cancelled_jobs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&id)
+    }
+
+    /// Events logged but not yet handled.
+    pub(crate) fn pending_events(&self) -> usize {
+        self.progress
+            .pending
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .len()
+    }
+}
+
+/// Why a schedule request was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum ScheduleFailure {
+    #[error(transparent)]
+    Invalid(#[from] JobError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
 }
 
 /// Which logged events are not handled yet, kept by the writer so that it can record a
@@ -111,6 +161,7 @@ pub struct Engine {
     shared: Arc<Shared>,
     accept_tx: Mutex<Option<mpsc::Sender<writer::AcceptRequest>>>,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    scheduler: Mutex<Option<tokio::task::JoinHandle<()>>>,
     workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
@@ -122,6 +173,18 @@ impl Engine {
         project: Arc<Project>,
         config: EngineConfig,
     ) -> Result<Arc<Self>, EngineError> {
+        Self::start_with_clock(store, project, config, Arc::new(SystemClock)).await
+    }
+
+    /// [`Engine::start`] with the clock jobs are scheduled by (tests move a manual one).
+    pub async fn start_with_clock(
+        store: Arc<dyn Store>,
+        project: Arc<Project>,
+        config: EngineConfig,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<Self>, EngineError> {
+        let last_job = store.stats().await?.jobs;
+        let cancelled: HashSet<i64> = store.cancelled_queued_jobs().await?.into_iter().collect();
         let (apply_tx, apply_rx) = mpsc::unbounded_channel();
         let (dispatch, receivers) = worker::Dispatch::new(config.workers.max(1));
         let shared = Arc::new(Shared {
@@ -137,17 +200,26 @@ impl Engine {
                 recovering: AtomicBool::new(true),
                 ..Progress::default()
             },
+            clock,
+            job_ids: AtomicI64::new(last_job),
+            cancelled_jobs: Mutex::new(cancelled),
+            alarm: scheduler::Alarm::default(),
         });
         let workers = worker::spawn_all(&shared, receivers, apply_tx)?;
         let (accept_tx, accept_rx) = mpsc::channel(16384);
-        let writer = tokio::spawn(writer::run(shared.clone(), accept_rx, apply_rx));
+        let (claim_tx, claim_rx) = mpsc::channel(1);
+        let writer = tokio::spawn(writer::run(shared.clone(), accept_rx, apply_rx, claim_rx));
         let engine = Arc::new(Self {
             shared: shared.clone(),
             accept_tx: Mutex::new(Some(accept_tx)),
             writer: Mutex::new(Some(writer)),
+            scheduler: Mutex::new(None),
             workers: Mutex::new(workers),
         });
         engine.recover().await?;
+        // After recovery: runs claimed before the last stop replay first, in log order.
+        let scheduler = tokio::spawn(scheduler::run(shared, claim_tx));
+        *engine.scheduler.lock().unwrap_or_else(|e| e.into_inner()) = Some(scheduler);
         Ok(engine)
     }
 
@@ -221,6 +293,74 @@ impl Engine {
         rx.await.map_err(|_| EngineError::ShuttingDown)?
     }
 
+    /// Validates and stores a job of `bot_id` from a Bot API request body (SPEC §4).
+    pub async fn schedule_job(
+        &self,
+        bot_id: &str,
+        body: &serde_json::Value,
+    ) -> Result<JobRecord, ScheduleFailure> {
+        let bot = self
+            .shared
+            .project
+            .bots
+            .get(bot_id)
+            .ok_or_else(|| JobError::new("botId", format!("no bot `{bot_id}`")))?;
+        let now = self.shared.clock.now();
+        let planned = jobs::plan(bot, body, now)?;
+        let dialog = match planned.spec.lead_id {
+            Some(lead) => Some(
+                self.shared
+                    .store
+                    .lead_dialog(lead, bot_id)
+                    .await
+                    .map_err(EngineError::Store)?
+                    .ok_or_else(|| {
+                        JobError::new(
+                            "lead_id",
+                            format!("contact {lead} has no dialog with bot `{bot_id}`"),
+                        )
+                    })?,
+            ),
+            None if planned.spec.kind == herald_store::JobKind::Broadcast => None,
+            None => {
+                return Err(JobError::new(
+                    "lead_id",
+                    format!(
+                        "a {} job runs in a lead's dialog: lead_id is required",
+                        planned.spec.kind.as_str()
+                    ),
+                )
+                .into());
+            }
+        };
+        let job = planned.into_job(self.shared.next_job_id(), bot_id, dialog, now, "api");
+        match self.accept(AcceptItem::Schedule(Box::new(job))).await? {
+            AcceptOutcome::Job(r) => Ok(*r),
+            other => Err(EngineError::Startup(format!(
+                "unexpected answer to a schedule: {other:?}"
+            ))
+            .into()),
+        }
+    }
+
+    /// Cancels a job of `bot_id`: `None` if there is no such job. The record's status tells
+    /// whether it was cancelled now (`cancelled`) or had already finished.
+    pub async fn cancel_job(
+        &self,
+        bot_id: &str,
+        job_id: i64,
+    ) -> Result<Option<JobRecord>, EngineError> {
+        let item = AcceptItem::CancelJob {
+            bot_id: bot_id.to_owned(),
+            job_id,
+            now: self.shared.clock.now(),
+        };
+        match self.accept(item).await? {
+            AcceptOutcome::Job(r) => Ok(Some(*r)),
+            _ => Ok(None),
+        }
+    }
+
     /// Registers interest in an event's replies before it is accepted.
     pub fn watch(&self, event_id: &str) -> oneshot::Receiver<Vec<StoredMessage>> {
         let (tx, rx) = oneshot::channel();
@@ -252,6 +392,15 @@ impl Engine {
 
     /// Stops taking events, lets workers finish what they were given, commits their results.
     pub async fn shutdown(&self) {
+        let scheduler = self
+            .scheduler
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(s) = scheduler {
+            s.abort();
+            let _ = s.await;
+        }
         // Closing the accept queue makes the writer stop the workers once everything accepted
         // is dispatched; the writer ends when the last worker's results are committed.
         drop(

@@ -2,7 +2,7 @@
 //! scripts, conditions, transitions) and collect the replies and the new dialog state. This is
 //! the bot runtime; everything it touches outside the sandbox arrives through the host.
 
-use herald_core::bot::model::{BotDef, Reaction, StateId};
+use herald_core::bot::model::{BotDef, Button, CodeId, Reaction, StateId, Template};
 use herald_core::{match_event, match_text, resolve_state};
 use herald_script::{ScriptError, ScriptReaction, Turn};
 use herald_store::{ButtonOut, EventPayload};
@@ -39,7 +39,19 @@ pub fn target_state(
             .or_else(|| match_text(bot, current, id))
             .or_else(|| match_event(bot, current, "noMatch")),
         EventPayload::Event { name, .. } => match_event(bot, current, name),
+        EventPayload::Job { .. } => None,
     }
+}
+
+/// Where a turn starts.
+#[derive(Debug, Clone, Copy)]
+pub enum Entry<'a> {
+    /// Enter a state (a matched trigger, a script job, a broadcast's `state:`).
+    State(StateId),
+    /// Run a snippet in the current state (a trigger job).
+    Code(CodeId),
+    /// Send a message (a broadcast's `a:` and `buttons:`).
+    Message(&'a Template, &'a [Button]),
 }
 
 enum Flow {
@@ -47,26 +59,48 @@ enum Flow {
     Go(StateId),
 }
 
-/// Runs the turn: enter `target`, follow `go`s, stop at the first script error.
+/// Runs the turn: start at `entry`, follow `go`s, stop at the first script error.
 pub fn run(
     bot: &BotDef,
     current: Option<StateId>,
-    target: StateId,
+    entry: Entry<'_>,
     js: &mut Turn<'_>,
 ) -> TurnOutcome {
     let mut out = TurnOutcome {
         state: current,
         replies: Vec::new(),
         error: None,
-        handled_by: Some(target),
+        handled_by: current,
     };
-    let mut next = target;
+    let inline = match entry {
+        Entry::State(s) => {
+            out.handled_by = Some(s);
+            None
+        }
+        Entry::Code(code) => Some(vec![Reaction::Script(code)]),
+        Entry::Message(text, buttons) => Some(vec![
+            Reaction::Answer(text.clone()),
+            Reaction::Buttons(buttons.to_vec()),
+        ]),
+    };
+    let mut next = match (entry, inline) {
+        (Entry::State(s), _) => s,
+        (_, Some(reactions)) => match exec(bot, current, &reactions, js, &mut out.replies) {
+            Ok(Flow::Continue) => return out,
+            Ok(Flow::Go(to)) => to,
+            Err(e) => {
+                out.error = Some(e);
+                return out;
+            }
+        },
+        (_, None) => return out,
+    };
     for _ in 0..MAX_TRANSITIONS {
         let state = bot.state(next);
         if !state.no_context {
             out.state = Some(next);
         }
-        match exec(bot, next, &state.reactions, js, &mut out.replies) {
+        match exec(bot, Some(next), &state.reactions, js, &mut out.replies) {
             Ok(Flow::Continue) => return out,
             Ok(Flow::Go(to)) => next = to,
             Err(e) => {
@@ -95,7 +129,7 @@ fn attach_buttons(replies: &mut Vec<Reply>, buttons: Vec<ButtonOut>) {
 
 fn exec(
     bot: &BotDef,
-    owner: StateId,
+    owner: Option<StateId>,
     reactions: &[Reaction],
     js: &mut Turn<'_>,
     replies: &mut Vec<Reply>,
@@ -112,6 +146,7 @@ fn exec(
                     buttons: Vec::new(),
                 });
             }
+            Reaction::Buttons(list) if list.is_empty() => {}
             Reaction::Buttons(list) => {
                 let mut buttons = Vec::with_capacity(list.len());
                 for b in list {
@@ -147,14 +182,14 @@ fn exec(
                         // A failed script's transition is not followed; its replies are kept.
                         ScriptReaction::Transition(_) if failed.is_some() => {}
                         ScriptReaction::Transition(target) => {
-                            go = Some(resolve_state(bot, Some(owner), &target).ok_or_else(
-                                || ScriptError {
+                            go = Some(resolve_state(bot, owner, &target).ok_or_else(|| {
+                                ScriptError {
                                     kind: herald_script::ErrorKind::Exception,
                                     message: format!(
                                         "$reactions.transition: unknown state `{target}`"
                                     ),
-                                },
-                            )?);
+                                }
+                            })?);
                         }
                     }
                 }

@@ -9,13 +9,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
+use herald_core::bot::model::BroadcastAction;
 use herald_script::{Sandbox, TurnInput};
-use herald_store::{DialogKey, EventPayload, HandledEvent, NewEvent, NewMessage, StoredEvent};
+use herald_store::{
+    DialogKey, EventPayload, HandledEvent, JobEvent, JobKind, NewEvent, NewMessage, RunOutcome,
+    RunResult, StoredEvent,
+};
 use jiff::Timestamp;
 use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use crate::host::WorkerHost;
+use crate::turn::Entry;
 use crate::writer::ApplyItem;
 use crate::{EngineError, Shared, turn};
 
@@ -95,6 +100,9 @@ struct Cached {
     state: Option<String>,
     session: Value,
     client: Value,
+    tags: Vec<String>,
+    attributes: Value,
+    contact_id: Option<i64>,
     ticket: u64,
 }
 
@@ -175,12 +183,18 @@ impl Worker {
                     state: d.state,
                     session: d.session,
                     client: d.client,
+                    tags: d.tags,
+                    attributes: d.attributes,
+                    contact_id: Some(d.contact_id),
                     ticket: 0,
                 },
                 None => Cached {
                     state: None,
                     session: json!({}),
                     client: json!({}),
+                    tags: Vec::new(),
+                    attributes: json!({}),
+                    contact_id: None,
                     ticket: 0,
                 },
             };
@@ -193,15 +207,25 @@ impl Worker {
         let started = Instant::now();
         let StoredEvent { seq, event } = stored;
         let key = event.dialog.clone();
-        let (state_before, session, client) = {
+        let (state_before, session, client, contact) = {
             let c = self.load(&key);
-            (c.state.clone(), c.session.clone(), c.client.clone())
+            let contact = Contact {
+                id: c.contact_id,
+                tags: c.tags.clone(),
+                attributes: c.attributes.clone(),
+            };
+            (
+                c.state.clone(),
+                c.session.clone(),
+                c.client.clone(),
+                contact,
+            )
         };
         let now = Timestamp::now();
         let incoming = match &event.payload {
             EventPayload::Text { text } => Some(text.clone()),
             EventPayload::Button { text, .. } => Some(text.clone()),
-            EventPayload::Event { .. } => None,
+            EventPayload::Event { .. } | EventPayload::Job { .. } => None,
         }
         .map(|text| NewMessage {
             text,
@@ -217,22 +241,36 @@ impl Worker {
             incoming,
             replies: vec![],
             raise: vec![],
+            tags: None,
+            schedule: vec![],
+            cancel: vec![],
+            run: None,
+        };
+        let inputs = Inputs {
+            session: &session,
+            client: &client,
+            contact: &contact,
         };
         if let Some(bot) = self.shared.project.bots.get(&key.bot_id).cloned() {
             let current = state_before.as_deref().and_then(|p| bot.state_by_path(p));
-            match turn::target_state(&bot, current, &event.payload) {
-                None => {
-                    tracing::debug!(bot = %key.bot_id, event = ?event.payload, "no state handles this event")
+            if let EventPayload::Job { job } = &event.payload {
+                self.run_job(&bot, current, job, &event, &inputs, &mut handled);
+            } else {
+                match turn::target_state(&bot, current, &event.payload) {
+                    None => {
+                        tracing::debug!(bot = %key.bot_id, event = ?event.payload, "no state handles this event")
+                    }
+                    Some(target) => {
+                        self.run_turn(
+                            &bot,
+                            current,
+                            Entry::State(target),
+                            &event,
+                            &inputs,
+                            &mut handled,
+                        );
+                    }
                 }
-                Some(target) => self.run_turn(
-                    &bot,
-                    current,
-                    target,
-                    &event,
-                    &session,
-                    &client,
-                    &mut handled,
-                ),
             }
         } else {
             tracing::warn!(bot = %key.bot_id, "event for a bot that is no longer defined; dropped");
@@ -243,6 +281,9 @@ impl Worker {
         c.session = handled.session.clone();
         if let Some(cl) = &handled.client {
             c.client = cl.clone();
+        }
+        if let Some(tags) = &handled.tags {
+            c.tags = tags.clone();
         }
         c.ticket = self.ticket;
         metrics::histogram!("herald_handle_seconds").record(started.elapsed().as_secs_f64());
@@ -256,35 +297,168 @@ impl Worker {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
+    /// Runs one due time of a job in this dialog: unless the job was cancelled, its condition,
+    /// its tag changes, then its script, trigger or broadcast message. The run's outcome is
+    /// committed with the turn's effects.
+    fn run_job(
+        &mut self,
+        bot: &herald_core::BotDef,
+        current: Option<herald_core::StateId>,
+        job: &JobEvent,
+        event: &NewEvent,
+        inputs: &Inputs<'_>,
+        handled: &mut HandledEvent,
+    ) {
+        let clock = self.shared.clock.clone();
+        let started = clock.now();
+        let due = Timestamp::from_millisecond(job.due_at).unwrap_or(started);
+        metrics::histogram!("herald_job_lateness_seconds")
+            .record(started.duration_since(due).as_secs_f64().max(0.0));
+        let spec = &job.spec;
+        let mut run = RunResult {
+            run_id: job.run_id,
+            job_id: job.job_id,
+            outcome: RunOutcome::Ok,
+            condition: None,
+            error: None,
+            started_at: started,
+            finished_at: started,
+            last: job.last,
+        };
+        let broadcast = spec.kind == JobKind::Broadcast;
+        if self.shared.is_cancelled(job.job_id) {
+            run.outcome = RunOutcome::Cancelled;
+        } else if let Some(source) = &spec.condition {
+            let scope = json!({
+                "leadId": spec.lead_id.or(inputs.contact.id),
+                "ticketId": spec.ticket_id,
+                "params": spec.params,
+                "lead": {
+                    "id": inputs.contact.id,
+                    "tags": inputs.contact.tags,
+                    "attributes": inputs.contact.attributes,
+                    "data": inputs.client,
+                },
+            });
+            let verdict = match self.sandbox.as_mut() {
+                Some(sb) => sb.job_condition(&bot.id, source, &scope),
+                None => Err(herald_script::ScriptError {
+                    kind: herald_script::ErrorKind::Exception,
+                    message: "no JavaScript engine on this worker".into(),
+                }),
+            };
+            match verdict {
+                Ok(pass) => {
+                    run.condition = Some(pass);
+                    if !pass {
+                        run.outcome = RunOutcome::Skipped;
+                    }
+                }
+                Err(e) => {
+                    tracing::warn!(bot = %bot.id, job = job.job_id, "job condition failed: {}", e.message);
+                    run.condition = Some(false);
+                    run.outcome = RunOutcome::Skipped;
+                    run.error = Some(format!("condition: {}", e.message));
+                }
+            }
+        }
+        if run.outcome == RunOutcome::Ok {
+            let mut tags = inputs.contact.tags.clone();
+            tags.retain(|t| !spec.remove_tags.contains(t));
+            for t in &spec.add_tags {
+                if !tags.contains(t) {
+                    tags.push(t.clone());
+                }
+            }
+            if tags != inputs.contact.tags {
+                handled.tags = Some(tags.clone());
+            }
+            let contact = Contact {
+                tags,
+                ..inputs.contact.clone()
+            };
+            let inputs = Inputs {
+                contact: &contact,
+                ..*inputs
+            };
+            let entry = match spec.kind {
+                JobKind::Script => bot
+                    .script_job(Some(spec.target_id), None)
+                    .map(|s| Entry::State(s.state)),
+                JobKind::Trigger => bot
+                    .trigger_job(Some(spec.target_id), None)
+                    .map(|t| Entry::Code(t.script)),
+                JobKind::Broadcast => {
+                    bot.broadcast_job(Some(spec.target_id), None)
+                        .map(|b| match &b.action {
+                            BroadcastAction::Message { text, buttons } => {
+                                Entry::Message(text, buttons)
+                            }
+                            BroadcastAction::State(s) => Entry::State(*s),
+                        })
+                }
+            };
+            match entry {
+                None => {
+                    run.outcome = RunOutcome::Error;
+                    run.error = Some(format!(
+                        "{} `{}` (id {}) is no longer defined in bot.yaml",
+                        spec.kind.as_str(),
+                        spec.target_code,
+                        spec.target_id
+                    ));
+                }
+                Some(entry) => {
+                    if let Some(e) = self.run_turn(bot, current, entry, event, &inputs, handled) {
+                        run.outcome = RunOutcome::Error;
+                        run.error = Some(e);
+                    }
+                }
+            }
+        }
+        run.finished_at = clock.now();
+        metrics::counter!("herald_job_runs_total", "outcome" => run.outcome.as_str()).increment(1);
+        // A broadcast's run was recorded when it fanned out; its deliveries are not runs.
+        if !broadcast {
+            handled.run = Some(run);
+        }
+    }
+
+    /// Runs a turn from `entry`; returns the script error that stopped it, if any.
     fn run_turn(
         &mut self,
         bot: &herald_core::BotDef,
         current: Option<herald_core::StateId>,
-        target: herald_core::StateId,
+        entry: Entry<'_>,
         event: &NewEvent,
-        session: &Value,
-        client: &Value,
+        inputs: &Inputs<'_>,
         handled: &mut HandledEvent,
-    ) {
-        let request = request_json(event);
-        let host = Rc::new(WorkerHost {
-            shared: self.shared.clone(),
-            handle: self.handle.clone(),
-            dialog: event.dialog.clone(),
-        });
+    ) -> Option<String> {
+        let request = request_json(event, inputs.contact.id);
+        let host = Rc::new(WorkerHost::new(
+            self.shared.clone(),
+            self.handle.clone(),
+            event.dialog.clone(),
+            inputs.contact.id,
+        ));
         let Some(sandbox) = self.sandbox.as_mut() else {
             tracing::error!("no JavaScript engine on this worker; event not handled");
-            return;
+            return Some("no JavaScript engine on this worker".into());
         };
+        let contact = json!({
+            "id": inputs.contact.id,
+            "tags": inputs.contact.tags,
+            "attributes": inputs.contact.attributes,
+        });
         let input = TurnInput {
             request: &request,
-            session,
-            client,
+            session: inputs.session,
+            client: inputs.client,
+            contact: &contact,
         };
-        let (outcome, finished) = match sandbox.turn(&bot.id, input, host) {
+        let (outcome, finished) = match sandbox.turn(&bot.id, input, host.clone()) {
             Ok(mut js) => {
-                let outcome = turn::run(bot, current, target, &mut js);
+                let outcome = turn::run(bot, current, entry, &mut js);
                 let finished = if outcome.error.is_none() {
                     Some(js.finish())
                 } else {
@@ -297,7 +471,10 @@ impl Worker {
                     state: current,
                     replies: vec![],
                     error: Some(e),
-                    handled_by: Some(target),
+                    handled_by: match entry {
+                        Entry::State(s) => Some(s),
+                        _ => current,
+                    },
                 },
                 None,
             ),
@@ -316,15 +493,21 @@ impl Worker {
             Some(Ok(state)) => {
                 handled.state = outcome.state.map(|s| bot.state(s).path.clone());
                 handled.session = state.session;
-                if &state.client != client {
+                if &state.client != inputs.client {
                     handled.client = Some(state.client);
                 }
+                if state.tags != inputs.contact.tags {
+                    handled.tags = Some(state.tags);
+                }
+                handled.schedule = host.scheduled.take();
+                handled.cancel = host.cancelled.take();
                 None
             }
             Some(Err(e)) => Some(e),
             None => outcome.error,
         };
-        if let Some(e) = error {
+        let e = error?;
+        {
             let state_path = outcome.handled_by.map(|s| bot.state(s).path.clone());
             tracing::warn!(bot = %bot.id, chat = %event.dialog.chat_id, state = ?state_path, kind = ?e.kind, "script error: {}", e.message);
             metrics::counter!("herald_script_errors_total").increment(1);
@@ -348,11 +531,28 @@ impl Worker {
                 });
             }
         }
+        Some(e.message)
     }
 }
 
-/// `$request` as scripts see it.
-fn request_json(e: &NewEvent) -> Value {
+/// The contact as a turn sees it.
+#[derive(Debug, Clone)]
+struct Contact {
+    id: Option<i64>,
+    tags: Vec<String>,
+    attributes: Value,
+}
+
+/// What a turn starts from.
+#[derive(Clone, Copy)]
+struct Inputs<'a> {
+    session: &'a Value,
+    client: &'a Value,
+    contact: &'a Contact,
+}
+
+/// `$request` as scripts see it. A job's run adds `params`, `ticketId`, `leadId` and `job`.
+fn request_json(e: &NewEvent, contact_id: Option<i64>) -> Value {
     let d = &e.dialog;
     let (query, answer_id, event, data) = match &e.payload {
         EventPayload::Text { text } => (Some(text.as_str()), None, None, Value::Null),
@@ -360,6 +560,34 @@ fn request_json(e: &NewEvent) -> Value {
             (Some(text.as_str()), Some(id.as_str()), None, Value::Null)
         }
         EventPayload::Event { name, data } => (None, None, Some(name.as_str()), data.clone()),
+        EventPayload::Job { job } => {
+            let s = &job.spec;
+            let due = Timestamp::from_millisecond(job.due_at)
+                .map(|t| t.to_string())
+                .ok();
+            return json!({
+                "channelType": d.channel_type,
+                "botId": d.bot_id,
+                "channelUserId": d.chat_id,
+                "chatId": d.chat_id,
+                "query": null,
+                "answerId": null,
+                "event": null,
+                "eventId": e.id,
+                "data": s.params,
+                "params": s.params,
+                "ticketId": s.ticket_id,
+                "leadId": s.lead_id.or(contact_id),
+                "job": {
+                    "id": job.job_id,
+                    "runId": job.run_id,
+                    "kind": s.kind.as_str(),
+                    "code": s.target_code,
+                    "dueAt": due,
+                },
+                "rawRequest": {"eventData": s.params, "text": null, "source": e.source},
+            });
+        }
     };
     json!({
         "channelType": d.channel_type,

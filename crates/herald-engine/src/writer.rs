@@ -12,9 +12,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use herald_store::{AcceptItem, AcceptOutcome, HandledEvent, StoreError};
+use herald_store::{AcceptItem, AcceptOutcome, Batch, HandledEvent, JobStatus, StoreError};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
+use crate::scheduler::ClaimMsg;
 use crate::{EngineError, Shared};
 
 pub(crate) struct AcceptRequest {
@@ -36,18 +37,23 @@ pub(crate) async fn run(
     shared: Arc<Shared>,
     mut accept_rx: mpsc::Receiver<AcceptRequest>,
     mut apply_rx: mpsc::UnboundedReceiver<ApplyItem>,
+    mut claim_rx: mpsc::Receiver<ClaimMsg>,
 ) {
     let max = shared.config.max_batch.max(1);
     let mut accepts: Vec<AcceptRequest> = Vec::with_capacity(max);
     let mut applies: Vec<ApplyItem> = Vec::with_capacity(max);
     let (mut accept_open, mut apply_open) = (true, true);
+    let mut claim: Option<ClaimMsg> = None;
     let mut backoff = Duration::from_millis(50);
     loop {
-        if accepts.is_empty() && applies.is_empty() {
+        if accepts.is_empty() && applies.is_empty() && claim.is_none() {
             if !accept_open && !apply_open {
                 break;
             }
             tokio::select! {
+                c = claim_rx.recv(), if accept_open => if let Some(c) = c {
+                    claim = Some(c);
+                },
                 r = accept_rx.recv(), if accept_open => match r {
                     Some(r) => accepts.push(r),
                     None => {
@@ -72,7 +78,13 @@ pub(crate) async fn run(
         {
             applies.push(a);
         }
-        if accepts.is_empty() && applies.is_empty() {
+        if claim.is_none()
+            && accept_open
+            && let Ok(c) = claim_rx.try_recv()
+        {
+            claim = Some(c);
+        }
+        if accepts.is_empty() && applies.is_empty() && claim.is_none() {
             continue;
         }
         // Accepted items move into the write: a failed batch is answered with errors, never
@@ -84,15 +96,29 @@ pub(crate) async fn run(
         let handled: Vec<HandledEvent> = applies.iter().map(|a| a.handled.clone()).collect();
         let started = Instant::now();
         let watermark = shared.progress.watermark();
-        match shared.store.commit(items, handled, watermark).await {
-            Ok(done) => {
+        let (claim_request, claim_reply) = match claim.take() {
+            Some(c) => (Some(c.request), Some(c.reply)),
+            None => (None, None),
+        };
+        let batch = Batch {
+            accept: items,
+            handled,
+            handled_through: watermark,
+            claim: claim_request,
+        };
+        match shared.store.commit(batch).await {
+            Ok(mut done) => {
                 track_progress(&shared, &applies, &done);
+                let claimed = done.claimed.take();
                 backoff = Duration::from_millis(50);
                 metrics::histogram!("herald_commit_seconds")
                     .record(started.elapsed().as_secs_f64());
                 metrics::histogram!("herald_commit_batch_size")
                     .record((waiting.len() + applies.len()) as f64);
                 let now = Instant::now();
+                for item in &applies {
+                    jobs_changed(&shared, &item.handled);
+                }
                 for (item, applied) in applies.drain(..).zip(done.applied) {
                     metrics::histogram!("herald_accept_to_stored_seconds")
                         .record((now - item.accepted).as_secs_f64());
@@ -113,11 +139,32 @@ pub(crate) async fn run(
                         .fetch_max(item.ticket, Ordering::Release);
                 }
                 for ((reply, permit), outcome) in waiting.into_iter().zip(done.accepted) {
-                    if let AcceptOutcome::Accepted(e) = &outcome {
-                        metrics::counter!("herald_events_accepted_total").increment(1);
-                        shared.dispatch.send(e.clone(), now, Some(permit));
+                    match &outcome {
+                        AcceptOutcome::Accepted(e) => {
+                            metrics::counter!("herald_events_accepted_total").increment(1);
+                            shared.dispatch.send(e.clone(), now, Some(permit));
+                        }
+                        AcceptOutcome::Job(job) => match job.status {
+                            JobStatus::Cancelled => shared.cancelled_job(job.id),
+                            JobStatus::Pending => {
+                                if let Some(due) = job.next_run_at {
+                                    shared.alarm.due_at(due);
+                                }
+                            }
+                            _ => {}
+                        },
+                        _ => {}
                     }
                     let _ = reply.send(Ok(outcome));
+                }
+                if let Some(c) = claimed {
+                    metrics::counter!("herald_jobs_claimed_total").increment(c.jobs as u64);
+                    for e in c.events {
+                        shared.dispatch.send(e, now, None);
+                    }
+                    if let Some(r) = claim_reply {
+                        let _ = r.send(Ok((c.jobs, c.next_due)));
+                    }
                 }
             }
             Err(e) => {
@@ -128,10 +175,23 @@ pub(crate) async fn run(
                 for (reply, _) in waiting {
                     let _ = reply.send(Err(EngineError::Store(StoreError::Backend(e.to_string()))));
                 }
+                if let Some(r) = claim_reply {
+                    let _ = r.send(Err(StoreError::Backend(e.to_string())));
+                }
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
+    }
+}
+
+/// Jobs a turn's scripts scheduled or cancelled, now committed.
+fn jobs_changed(shared: &Shared, h: &HandledEvent) {
+    for job in &h.schedule {
+        shared.alarm.due_at(job.next_run_at);
+    }
+    for (_, id) in &h.cancel {
+        shared.cancelled_job(*id);
     }
 }
 
@@ -143,11 +203,12 @@ fn track_progress(shared: &Shared, applies: &[ApplyItem], done: &herald_store::C
         pending.remove(&a.handled.seq);
     }
     let raised = done.applied.iter().flat_map(|a| a.raised.iter());
+    let claimed = done.claimed.iter().flat_map(|c| c.events.iter());
     let accepted = done.accepted.iter().filter_map(|o| match o {
         AcceptOutcome::Accepted(e) => Some(e),
         _ => None,
     });
-    for e in raised.chain(accepted) {
+    for e in raised.chain(accepted).chain(claimed) {
         pending.insert(e.seq);
         p.max_seq.fetch_max(e.seq, Ordering::AcqRel);
     }

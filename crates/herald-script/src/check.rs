@@ -91,6 +91,15 @@ impl SyntaxChecker {
         Ok(Self { ctx, _rt: rt })
     }
 
+    /// The syntax error of a piece of JavaScript source, as a message.
+    pub fn check_source(&self, source: &str) -> Option<String> {
+        self.ctx.with(|ctx| {
+            ctx.eval::<Function, _>(source)
+                .err()
+                .map(|e| exception_details(&ctx, e).0)
+        })
+    }
+
     /// The syntax error of one snippet, placed in its definition file.
     pub fn check(&self, code: &Code) -> Option<Diagnostic> {
         self.ctx.with(|ctx| compile(&ctx, code).err())

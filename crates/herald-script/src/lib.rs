@@ -41,6 +41,10 @@ pub trait Host {
     fn http(&self, method: &str, url: &str, opts: &Value) -> Result<Value, String>;
     fn create_pushback(&self, args: &[Value]) -> Result<Value, String>;
     fn delete_pushback(&self, id: &str) -> Result<bool, String>;
+    /// `$jobs.schedule({...})`: the job as scheduled (`{id, status, run_at, ...}`).
+    fn schedule_job(&self, args: &Value) -> Result<Value, String>;
+    /// `$jobs.cancel(id)`: whether a pending job was cancelled.
+    fn cancel_job(&self, id: i64) -> Result<bool, String>;
     fn log(&self, message: &str);
 }
 
@@ -71,12 +75,16 @@ pub struct TurnInput<'a> {
     pub request: &'a Value,
     pub session: &'a Value,
     pub client: &'a Value,
+    /// `$contact`: `{id, tags, attributes}`.
+    pub contact: &'a Value,
 }
 
 /// What a turn leaves behind.
 pub struct TurnState {
     pub session: Value,
     pub client: Value,
+    /// `$contact.tags` after the turn.
+    pub tags: Vec<String>,
 }
 
 type HostSlot = Rc<RefCell<Option<Rc<dyn Host>>>>;
@@ -88,8 +96,15 @@ struct BotJs {
     /// The prelude's private helpers: template value → text, and leftover-global cleanup.
     render: Persistent<Function<'static>>,
     reset: Persistent<Function<'static>>,
+    /// Builds `$contact` from `{id, tags, attributes}`.
+    contact: Persistent<Function<'static>>,
+    /// Job conditions compiled on first use, by source (bounded; see [`CONDITION_CACHE`]).
+    conditions: RefCell<HashMap<String, Persistent<Function<'static>>>>,
     ctx: Context,
 }
+
+/// Compiled job conditions kept per bot; beyond this the cache starts over.
+const CONDITION_CACHE: usize = 512;
 
 pub struct Sandbox {
     bots: HashMap<String, BotJs>,
@@ -136,7 +151,7 @@ impl Sandbox {
         };
         let ctx = Context::full(&self.rt).map_err(engine_err)?;
         let (host, out, deadline) = (self.host.clone(), self.out.clone(), self.deadline.clone());
-        let (code, render, reset) = ctx.with(|ctx| -> Result<_, Vec<Diagnostic>> {
+        let (code, render, reset, contact) = ctx.with(|ctx| -> Result<_, Vec<Diagnostic>> {
             install_bridge(&ctx, host, out, deadline).map_err(engine_err)?;
             ctx.json_parse(bot.injector.to_string())
                 .and_then(|v| ctx.globals().set("$injector", v))
@@ -144,6 +159,7 @@ impl Sandbox {
             let helpers: Object = ctx.eval(include_str!("prelude.js")).map_err(engine_err)?;
             let render: Function = helpers.get("render").map_err(engine_err)?;
             let reset: Function = helpers.get("reset").map_err(engine_err)?;
+            let contact: Function = helpers.get("contact").map_err(engine_err)?;
             let mut compiled = Vec::with_capacity(bot.code.len());
             let mut errors = Vec::new();
             for c in &bot.code {
@@ -157,6 +173,7 @@ impl Sandbox {
                     compiled,
                     Persistent::save(&ctx, render),
                     Persistent::save(&ctx, reset),
+                    Persistent::save(&ctx, contact),
                 ))
             } else {
                 Err(errors)
@@ -168,6 +185,8 @@ impl Sandbox {
                 code,
                 render,
                 reset,
+                contact,
+                conditions: RefCell::new(HashMap::new()),
                 ctx,
             },
         );
@@ -220,6 +239,7 @@ impl Turn<'_> {
         }
         let input = &self.input;
         let reset = self.bot.reset.clone();
+        let contact = self.bot.contact.clone();
         self.bot
             .ctx
             .with(|ctx| -> rquickjs::Result<()> {
@@ -230,6 +250,9 @@ impl Turn<'_> {
                 g.set("$session", ctx.json_parse(input.session.to_string())?)?;
                 g.set("$client", ctx.json_parse(input.client.to_string())?)?;
                 g.set("$temp", Object::new(ctx.clone())?)?;
+                let c = ctx.json_parse(input.contact.to_string())?;
+                let c: rquickjs::Value = contact.restore(&ctx)?.call((c,))?;
+                g.set("$contact", c)?;
                 Ok(())
             })
             .map_err(|e| ScriptError {
@@ -313,6 +336,7 @@ impl Turn<'_> {
             return Ok(TurnState {
                 session: self.input.session.clone(),
                 client: self.input.client.clone(),
+                tags: tags_of(self.input.contact),
             });
         }
         let read = |ctx: &Ctx<'_>, name: &str| -> rquickjs::Result<Value> {
@@ -327,13 +351,139 @@ impl Turn<'_> {
             .with(|ctx| {
                 let session = read(&ctx, "$session")?;
                 let client = read(&ctx, "$client")?;
-                Ok(TurnState { session, client })
+                let contact: Object = ctx.globals().get("$contact")?;
+                let tags: rquickjs::Value = contact.get("tags")?;
+                let tags = ctx
+                    .json_stringify(tags)?
+                    .map(|s| s.to_string())
+                    .transpose()?
+                    .and_then(|t| serde_json::from_str::<Value>(&t).ok())
+                    .map(|v| tags_of(&json_obj("tags", v)))
+                    .unwrap_or_default();
+                Ok(TurnState {
+                    session,
+                    client,
+                    tags,
+                })
             })
             .map_err(|e: rquickjs::Error| ScriptError {
                 kind: ErrorKind::Exception,
                 message: format!("cannot read $session/$client back: {e}"),
             })
     }
+}
+
+/// The string tags of `{tags: [...]}`, deduplicated, in order.
+fn tags_of(contact: &Value) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for t in contact
+        .get("tags")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(t) = t.as_str().map(str::trim).filter(|t| !t.is_empty())
+            && !out.iter().any(|o| o == t)
+        {
+            out.push(t.to_owned());
+        }
+    }
+    out
+}
+
+fn json_obj(key: &str, v: Value) -> Value {
+    let mut m = serde_json::Map::new();
+    m.insert(key.to_owned(), v);
+    Value::Object(m)
+}
+
+impl Sandbox {
+    /// Evaluates a job's `condition_script_code`: a function body that sees `leadId`,
+    /// `ticketId`, `params` and `lead` (from `scope`). The job runs only if it returns `true`.
+    /// Compiled once per bot and source.
+    pub fn job_condition(
+        &mut self,
+        bot_id: &str,
+        source: &str,
+        scope: &Value,
+    ) -> Result<bool, ScriptError> {
+        let fail = |message: String| ScriptError {
+            kind: ErrorKind::Exception,
+            message,
+        };
+        let bot = self
+            .bots
+            .get(bot_id)
+            .ok_or_else(|| fail(format!("bot `{bot_id}` is not loaded")))?;
+        let cached = bot.conditions.borrow().get(source).cloned();
+        let func = match cached {
+            Some(f) => f,
+            None => {
+                let f = bot.ctx.with(|ctx| {
+                    ctx.eval::<Function, _>(condition_wrapper(source))
+                        .map(|f| Persistent::save(&ctx, f))
+                        .map_err(|e| fail(check::exception_details(&ctx, e).0))
+                })?;
+                let mut cache = bot.conditions.borrow_mut();
+                if cache.len() >= CONDITION_CACHE {
+                    cache.clear();
+                }
+                cache.insert(source.to_owned(), f.clone());
+                f
+            }
+        };
+        self.deadline.set(Some(Instant::now() + self.limits.time));
+        let deadline = self.deadline.clone();
+        let result = bot.ctx.with(|ctx| {
+            let r = ctx
+                .json_parse(scope.to_string())
+                .and_then(|scope| {
+                    let scope: Object = scope.into_object().ok_or(rquickjs::Error::Unknown)?;
+                    let args = (
+                        scope.get::<_, rquickjs::Value>("leadId")?,
+                        scope.get::<_, rquickjs::Value>("ticketId")?,
+                        scope.get::<_, rquickjs::Value>("params")?,
+                        scope.get::<_, rquickjs::Value>("lead")?,
+                    );
+                    func.clone().restore(&ctx)?.call::<_, rquickjs::Value>(args)
+                })
+                .map(|v| v.as_bool() == Some(true));
+            r.map_err(|e| {
+                let timed_out = deadline.get().is_some_and(|t| Instant::now() >= t);
+                let (message, _) = check::exception_details(&ctx, e);
+                classify(message, timed_out)
+            })
+        });
+        self.deadline.set(None);
+        if result.is_err() {
+            self.rt.run_gc();
+        }
+        result
+    }
+}
+
+/// A job condition as a function of its scope.
+fn condition_wrapper(source: &str) -> String {
+    format!("(function(leadId, ticketId, params, lead){{\n{source}\n}})")
+}
+
+thread_local! {
+    static CONDITION_CHECKER: RefCell<Option<SyntaxChecker>> = const { RefCell::new(None) };
+}
+
+/// The syntax error in a job condition, if any (checked when the job is scheduled).
+pub fn check_condition(source: &str) -> Option<String> {
+    CONDITION_CHECKER.with(|cell| {
+        let mut slot = cell.borrow_mut();
+        if slot.is_none() {
+            match SyntaxChecker::new() {
+                Ok(c) => *slot = Some(c),
+                Err(e) => return Some(format!("cannot start the JavaScript engine: {e}")),
+            }
+        }
+        slot.as_ref()
+            .and_then(|c| c.check_source(&condition_wrapper(source)))
+    })
 }
 
 impl Drop for Turn<'_> {
@@ -416,6 +566,11 @@ fn install_bridge(
                         "deletePushback" => {
                             h.delete_pushback(&text(0)).map(|b| Some(b.to_string()))
                         }
+                        "scheduleJob" => h.schedule_job(&arg(0)).map(|v| Some(v.to_string())),
+                        "cancelJob" => match arg(0).as_i64() {
+                            Some(id) => h.cancel_job(id).map(|b| Some(b.to_string())),
+                            None => Err("$jobs.cancel: the job id must be a number".to_owned()),
+                        },
                         other => Err(format!("unknown host call {other}")),
                     };
                     if let Some(t) = deadline.get() {

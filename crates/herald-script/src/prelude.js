@@ -46,6 +46,10 @@
         ]),
       ),
     ),
+    $jobs: Object.freeze({
+      schedule: (job) => invoke("scheduleJob", [job === undefined || job === null ? {} : job]),
+      cancel: (id) => invoke("cancelJob", [Number(id)]),
+    }),
     log: (...args) => {
       invoke("log", [args.map(show).join(" ")]);
     },
@@ -78,9 +82,33 @@
   Object.freeze(Math);
   Object.freeze(Reflect);
   // Per-turn globals are set again by every turn; anything else not here now is a leftover.
-  const baseline = new Set(Object.getOwnPropertyNames(g).concat(["$request", "$session", "$client", "$temp"]));
+  const baseline = new Set(Object.getOwnPropertyNames(g).concat(["$request", "$session", "$client", "$temp", "$contact"]));
+  const tagList = (list) =>
+    (Array.isArray(list) ? list : [list])
+      .map((t) => (t === undefined || t === null ? "" : String(t).trim()))
+      .filter((t) => t !== "");
   return {
     render: (v) => (v === undefined || v === null ? "" : typeof v === "string" ? v : typeof v === "object" ? show(v) : String(v)),
+    // `$contact` for one turn: tags change through addTags/removeTags, attributes are read-only.
+    contact: (c) => {
+      const tags = Array.isArray(c.tags) ? c.tags.slice() : [];
+      return Object.freeze({
+        id: c.id === undefined ? null : c.id,
+        attributes: deepFreeze(c.attributes || {}),
+        get tags() {
+          return tags.slice();
+        },
+        addTags: (list) => {
+          for (const t of tagList(list)) if (!tags.includes(t)) tags.push(t);
+        },
+        removeTags: (list) => {
+          for (const t of tagList(list)) {
+            const i = tags.indexOf(t);
+            if (i >= 0) tags.splice(i, 1);
+          }
+        },
+      });
+    },
     reset: () => {
       for (const name of Object.getOwnPropertyNames(g)) {
         if (!baseline.has(name)) delete g[name];

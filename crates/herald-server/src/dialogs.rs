@@ -269,7 +269,7 @@ pub async fn show_contact(
         return Err(not_found());
     }
     Ok(Json(json!({
-        "id": c.id, "subscriberId": c.subscriber_id, "data": c.data, "tags": c.tags,
+        "id": c.id, "subscriberId": c.subscriber_id, "data": c.data, "attributes": c.attributes, "tags": c.tags,
         "createdAt": c.created_at.to_string(),
         "dialogs": c.dialogs.iter().map(|d| json!({"channelType": d.channel_type, "botId": d.bot_id, "chatId": d.chat_id})).collect::<Vec<_>>(),
     })))

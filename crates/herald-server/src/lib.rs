@@ -5,6 +5,7 @@ pub mod auth;
 pub mod chat;
 pub mod dialogs;
 pub mod error;
+pub mod jobs;
 pub mod ops;
 pub mod pushgate;
 
@@ -14,7 +15,7 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use herald_engine::Engine;
 use tokio::net::TcpListener;
 
@@ -74,6 +75,12 @@ pub fn router(state: AppState, cfg: &HttpConfig) -> Router {
             get(dialogs::show_dialog),
         )
         .route("/api/v1/contacts/{id}", get(dialogs::show_contact))
+        .route("/bots/{bot_id}/jobs/schedule", post(jobs::schedule))
+        .route("/bots/{bot_id}/jobs", get(jobs::list))
+        .route(
+            "/bots/{bot_id}/jobs/{id}",
+            get(jobs::show).merge(delete(jobs::cancel)),
+        )
         .route_layer(axum::middleware::from_fn_with_state(
             state.clone(),
             auth::require_token,

@@ -6,7 +6,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::conn::backend;
 
-fn insert_event(tx: &Transaction<'_>, e: &NewEvent) -> Result<i64> {
+pub(crate) fn insert_event(tx: &Transaction<'_>, e: &NewEvent) -> Result<i64> {
     let payload = serde_json::to_string(&e.payload).map_err(backend)?;
     tx.prepare_cached(
         "INSERT INTO events (id, channel_type, bot_id, chat_id, payload, source, accepted_at)
@@ -45,6 +45,21 @@ pub(crate) fn accept_batch(
                 now,
                 idempotency,
             } => activate(tx, pushback_id, data, event_id, source, now, idempotency)?,
+            AcceptItem::Schedule(job) => {
+                crate::jobs::insert_job(tx, &job)?;
+                match crate::jobs::load_job(tx, &job.bot_id, job.id)? {
+                    Some(record) => AcceptOutcome::Job(Box::new(record)),
+                    None => return Err(StoreError::Backend("a job just stored is missing".into())),
+                }
+            }
+            AcceptItem::CancelJob {
+                bot_id,
+                job_id,
+                now,
+            } => match crate::jobs::cancel_job(tx, &bot_id, job_id, now)? {
+                Some(record) => AcceptOutcome::Job(Box::new(record)),
+                None => AcceptOutcome::NotFound,
+            },
         });
     }
     Ok(out)
@@ -204,6 +219,31 @@ pub(crate) fn apply_batch(
                 .map_err(backend)?
                 .execute(params![contact_id, client.to_string()])
                 .map_err(backend)?;
+        }
+        if let Some(tags) = &h.tags {
+            let tags = serde_json::to_string(tags).map_err(backend)?;
+            tx.prepare_cached("UPDATE contacts SET tags = ?2 WHERE id = ?1")
+                .map_err(backend)?
+                .execute(params![contact_id, tags])
+                .map_err(backend)?;
+        }
+        if let Some(run) = &h.run {
+            crate::jobs::apply_run(tx, run)?;
+        }
+        for job in &h.schedule {
+            let mut job = job.clone();
+            if job.spec.lead_id.is_none() && job.dialog.as_ref() == Some(&h.dialog) {
+                job.spec.lead_id = Some(contact_id);
+            }
+            crate::jobs::insert_job(tx, &job)?;
+        }
+        for (bot_id, job_id) in &h.cancel {
+            crate::jobs::cancel_job(
+                tx,
+                bot_id,
+                *job_id,
+                jiff::Timestamp::from_millisecond(now_ms).unwrap_or_default(),
+            )?;
         }
         if let Some(m) = &h.incoming {
             insert_message(tx, dialog_id, Direction::In, m)?;

@@ -3,6 +3,7 @@
 
 mod accept;
 mod conn;
+mod jobs;
 mod migrations;
 mod rows;
 
@@ -38,12 +39,13 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn commit(
-        &self,
-        accept: Vec<AcceptItem>,
-        handled: Vec<HandledEvent>,
-        handled_through: Option<i64>,
-    ) -> Result<Committed> {
+    async fn commit(&self, batch: Batch) -> Result<Committed> {
+        let Batch {
+            accept,
+            handled,
+            handled_through,
+            claim,
+        } = batch;
         self.pool
             .write(move |tx| {
                 if let Some(w) = handled_through {
@@ -56,7 +58,12 @@ impl Store for SqliteStore {
                 }
                 let applied = accept::apply_batch(tx, handled)?;
                 let accepted = accept::accept_batch(tx, accept)?;
-                Ok(Committed { accepted, applied })
+                let claimed = claim.map(|c| jobs::claim(tx, &c)).transpose()?;
+                Ok(Committed {
+                    accepted,
+                    applied,
+                    claimed,
+                })
             })
             .await
     }
@@ -88,7 +95,7 @@ impl Store for SqliteStore {
         self.pool
             .read(move |c| {
                 c.prepare_cached(
-                    "SELECT d.id, d.contact_id, d.state, d.session, c.data, d.acked_upto, d.created_at, d.updated_at
+                    "SELECT d.id, d.contact_id, d.state, d.session, c.data, d.acked_upto, d.created_at, d.updated_at, c.tags, c.attributes
                      FROM dialogs d JOIN contacts c ON c.id = d.contact_id
                      WHERE d.channel_type = ?1 AND d.bot_id = ?2 AND d.chat_id = ?3",
                 )
@@ -103,11 +110,13 @@ impl Store for SqliteStore {
                         r.get::<_, i64>(5)?,
                         r.get::<_, i64>(6)?,
                         r.get::<_, i64>(7)?,
+                        r.get::<_, String>(8)?,
+                        r.get::<_, String>(9)?,
                     ))
                 })
                 .optional()
                 .map_err(backend)?
-                .map(|(id, contact_id, state, session, client, acked_upto, created, updated)| {
+                .map(|(id, contact_id, state, session, client, acked_upto, created, updated, tags, attributes)| {
                     Ok(DialogRecord {
                         id,
                         key: key.clone(),
@@ -115,6 +124,8 @@ impl Store for SqliteStore {
                         state,
                         session: json(&session)?,
                         client: json(&client)?,
+                        tags: serde_json::from_str(&tags).map_err(|e| StoreError::Corrupt(e.to_string()))?,
+                        attributes: json(&attributes)?,
                         acked_upto,
                         created_at: ts(created),
                         updated_at: ts(updated),
@@ -278,8 +289,8 @@ impl Store for SqliteStore {
     async fn get_contact(&self, id: i64) -> Result<Option<Contact>> {
         self.pool
             .read(move |c| {
-                let Some((subscriber_id, data, tags, created)) = c
-                    .prepare_cached("SELECT subscriber_id, data, tags, created_at FROM contacts WHERE id = ?1")
+                let Some((subscriber_id, data, tags, created, attributes)) = c
+                    .prepare_cached("SELECT subscriber_id, data, tags, created_at, attributes FROM contacts WHERE id = ?1")
                     .map_err(backend)?
                     .query_row(params![id], |r| {
                         Ok((
@@ -287,6 +298,7 @@ impl Store for SqliteStore {
                             r.get::<_, String>(1)?,
                             r.get::<_, String>(2)?,
                             r.get::<_, i64>(3)?,
+                            r.get::<_, String>(4)?,
                         ))
                     })
                     .optional()
@@ -314,12 +326,53 @@ impl Store for SqliteStore {
                     id,
                     subscriber_id,
                     data: json(&data)?,
+                    attributes: json(&attributes)?,
                     tags: serde_json::from_str(&tags).map_err(|e| StoreError::Corrupt(e.to_string()))?,
                     created_at: ts(created),
                     dialogs,
                 }))
             })
             .await
+    }
+
+    async fn lead_dialog(&self, lead_id: i64, bot_id: &str) -> Result<Option<DialogKey>> {
+        let bot_id = bot_id.to_owned();
+        self.pool
+            .read(move |c| jobs::lead_dialog(c, lead_id, &bot_id))
+            .await
+    }
+
+    async fn get_job(
+        &self,
+        bot_id: &str,
+        id: i64,
+        runs: usize,
+    ) -> Result<Option<(JobRecord, Vec<JobRun>)>> {
+        let bot_id = bot_id.to_owned();
+        self.pool
+            .read(move |c| {
+                let Some(job) = jobs::load_job(c, &bot_id, id)? else {
+                    return Ok(None);
+                };
+                let runs = jobs::job_runs(c, id, runs)?;
+                Ok(Some((job, runs)))
+            })
+            .await
+    }
+
+    async fn list_jobs(&self, bot_id: &str, filter: &JobFilter) -> Result<Vec<JobRecord>> {
+        let (bot_id, filter) = (bot_id.to_owned(), filter.clone());
+        self.pool
+            .read(move |c| jobs::list_jobs(c, &bot_id, &filter))
+            .await
+    }
+
+    async fn next_job_due(&self) -> Result<Option<Timestamp>> {
+        self.pool.read(jobs::next_due).await
+    }
+
+    async fn cancelled_queued_jobs(&self) -> Result<Vec<i64>> {
+        self.pool.read(jobs::cancelled_queued).await
     }
 
     async fn purge_idempotency(&self, before: Timestamp) -> Result<u64> {
@@ -346,6 +399,7 @@ impl Store for SqliteStore {
                     accepted: q("SELECT COALESCE(MAX(seq), 0) FROM events")?,
                     dialogs: q("SELECT COALESCE(MAX(id), 0) FROM dialogs")?,
                     messages: q("SELECT COALESCE(MAX(id), 0) FROM messages")?,
+                    jobs: q("SELECT COALESCE(MAX(id), 0) FROM jobs")?,
                 })
             })
             .await

@@ -6,10 +6,14 @@
 //! once per handled event anyway, records the last sequence handled in it (`handled_seq`; a
 //! dialog's events are handled in sequence order), and `meta.handled_through` is a watermark
 //! below which every event is handled, so recovery scans only the tail of the log.
+//!
+//! Jobs (migration 2) keep the scheduler's query on a partial index of pending due times, so
+//! finished jobs and their runs cost the claim nothing.
 
-pub const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
-    r#"
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
+        r#"
 CREATE TABLE events (
     seq          INTEGER PRIMARY KEY,
     id           TEXT NOT NULL,
@@ -84,4 +88,47 @@ CREATE TABLE idempotency (
     PRIMARY KEY (scope, key)
 ) WITHOUT ROWID;
 "#,
-)];
+    ),
+    (
+        2,
+        r#"
+ALTER TABLE contacts ADD COLUMN attributes TEXT NOT NULL DEFAULT '{}';
+
+CREATE TABLE jobs (
+    id           INTEGER PRIMARY KEY,
+    bot_id       TEXT NOT NULL,
+    channel_type TEXT,
+    chat_id      TEXT,
+    kind         TEXT NOT NULL,
+    lead_id      INTEGER,
+    spec         TEXT NOT NULL,
+    timing       TEXT NOT NULL,
+    status       TEXT NOT NULL,
+    next_run_at  INTEGER,
+    source       TEXT NOT NULL,
+    run_count    INTEGER NOT NULL DEFAULT 0,
+    last_run_id  INTEGER,
+    created_at   INTEGER NOT NULL,
+    updated_at   INTEGER NOT NULL
+);
+-- The scheduler's only query on the hot path: the earliest pending due times.
+CREATE INDEX jobs_due ON jobs(next_run_at) WHERE status = 'pending';
+CREATE INDEX jobs_bot ON jobs(bot_id, id);
+
+CREATE TABLE job_runs (
+    id          INTEGER PRIMARY KEY,
+    job_id      INTEGER NOT NULL REFERENCES jobs(id),
+    due_at      INTEGER NOT NULL,
+    claimed_at  INTEGER NOT NULL,
+    started_at  INTEGER,
+    finished_at INTEGER,
+    outcome     TEXT NOT NULL,
+    condition   INTEGER,
+    error       TEXT,
+    dialogs     INTEGER NOT NULL DEFAULT 1,
+    -- One run per due time, whatever happens.
+    UNIQUE (job_id, due_at)
+);
+"#,
+    ),
+];

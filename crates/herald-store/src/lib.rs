@@ -4,8 +4,10 @@
 //! is committed. [`conformance`] holds the behaviour every backend must show.
 
 pub mod conformance;
+mod jobs;
 mod model;
 
+pub use jobs::*;
 pub use model::*;
 
 use jiff::Timestamp;
@@ -25,26 +27,36 @@ pub trait Store: Send + Sync + 'static {
     /// Cheap check that storage answers (for `/readyz`).
     async fn ping(&self) -> Result<()>;
 
-    /// One transaction (one commit, one fsync) that applies handled events — their state,
-    /// replies, follow-up events and handled marks — and logs newly accepted events. Handled
-    /// events are applied first. One result per item, in order.
-    /// `handled_through`, when given, records that every event with a sequence number up to it
-    /// is handled, so that [`Store::unhandled_events`] need not look further back.
-    async fn commit(
-        &self,
-        accept: Vec<AcceptItem>,
-        handled: Vec<HandledEvent>,
-        handled_through: Option<i64>,
-    ) -> Result<Committed>;
+    /// One transaction (one commit, one fsync) for a [`Batch`]: handled events — their state,
+    /// replies, follow-up events, job effects and handled marks —, newly accepted items, and a
+    /// claim of due jobs. One result per item, in order.
+    async fn commit(&self, batch: Batch) -> Result<Committed>;
 
     /// Logs a batch of events in one transaction; one outcome per item, in order.
     async fn accept(&self, items: Vec<AcceptItem>) -> Result<Vec<AcceptOutcome>> {
-        Ok(self.commit(items, Vec::new(), None).await?.accepted)
+        let batch = Batch {
+            accept: items,
+            ..Batch::default()
+        };
+        Ok(self.commit(batch).await?.accepted)
     }
 
     /// Applies handled events in one transaction; one result per item, in order.
     async fn apply(&self, handled: Vec<HandledEvent>) -> Result<Vec<Applied>> {
-        Ok(self.commit(Vec::new(), handled, None).await?.applied)
+        let batch = Batch {
+            handled,
+            ..Batch::default()
+        };
+        Ok(self.commit(batch).await?.applied)
+    }
+
+    /// Claims the jobs due at `claim.now` in one transaction.
+    async fn claim_jobs(&self, claim: ClaimRequest) -> Result<Claimed> {
+        let batch = Batch {
+            claim: Some(claim),
+            ..Batch::default()
+        };
+        Ok(self.commit(batch).await?.claimed.unwrap_or_default())
     }
 
     /// Events accepted but not handled, in accept order, starting after `after_seq`.
@@ -78,6 +90,27 @@ pub trait Store: Send + Sync + 'static {
     async fn delete_pushback(&self, id: &str) -> Result<bool>;
 
     async fn get_contact(&self, id: i64) -> Result<Option<Contact>>;
+
+    /// The dialog a job for contact `lead_id` runs in with `bot_id`: its most recent one.
+    async fn lead_dialog(&self, lead_id: i64, bot_id: &str) -> Result<Option<DialogKey>>;
+
+    /// A job of `bot_id` with its most recent runs (newest first, at most `runs`).
+    async fn get_job(
+        &self,
+        bot_id: &str,
+        id: i64,
+        runs: usize,
+    ) -> Result<Option<(JobRecord, Vec<JobRun>)>>;
+
+    /// Jobs of `bot_id`, newest first.
+    async fn list_jobs(&self, bot_id: &str, filter: &JobFilter) -> Result<Vec<JobRecord>>;
+
+    /// The earliest due time of a pending job.
+    async fn next_job_due(&self) -> Result<Option<Timestamp>>;
+
+    /// Jobs that were cancelled while a run of theirs was queued and not started: those runs
+    /// must be skipped when their events replay.
+    async fn cancelled_queued_jobs(&self) -> Result<Vec<i64>>;
 
     /// Deletes idempotency keys older than `before`.
     async fn purge_idempotency(&self, before: Timestamp) -> Result<u64>;

@@ -26,9 +26,21 @@ impl DialogKey {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase")]
 pub enum EventPayload {
-    Text { text: String },
-    Button { id: String, text: String },
-    Event { name: String, data: Value },
+    Text {
+        text: String,
+    },
+    Button {
+        id: String,
+        text: String,
+    },
+    Event {
+        name: String,
+        data: Value,
+    },
+    /// A scheduled job's run, claimed by the scheduler.
+    Job {
+        job: Box<crate::JobEvent>,
+    },
 }
 
 /// An event on its way into the accept log.
@@ -73,6 +85,14 @@ pub enum AcceptItem {
         now: Timestamp,
         idempotency: Option<IdempotencyKey>,
     },
+    /// Stores a new job.
+    Schedule(Box<crate::NewJob>),
+    /// Cancels a job of `bot_id` unless it is finished; its runs not yet started are cancelled.
+    CancelJob {
+        bot_id: String,
+        job_id: i64,
+        now: Timestamp,
+    },
 }
 
 #[derive(Debug, Clone)]
@@ -85,6 +105,9 @@ pub enum AcceptOutcome {
     NotFound,
     /// Expired or used up.
     Gone,
+    /// The job as stored (after a schedule, or after a cancel: its status tells whether the cancel
+    /// took effect).
+    Job(Box<crate::JobRecord>),
 }
 
 /// The result of handling one event: everything is applied in one transaction with the
@@ -103,6 +126,34 @@ pub struct HandledEvent {
     pub replies: Vec<NewMessage>,
     /// Follow-up events (e.g. `scriptError`) logged in the same transaction.
     pub raise: Vec<NewEvent>,
+    /// The contact's tags, when the turn changed them.
+    pub tags: Option<Vec<String>>,
+    /// Jobs the turn's scripts scheduled (`$jobs.schedule`).
+    pub schedule: Vec<crate::NewJob>,
+    /// Jobs the turn's scripts cancelled (`$jobs.cancel`): `(bot id, job id)`.
+    pub cancel: Vec<(String, i64)>,
+    /// When the event was a job's run: its outcome.
+    pub run: Option<crate::RunResult>,
+}
+
+impl HandledEvent {
+    /// A result that changes nothing but the dialog's handled mark.
+    pub fn unchanged(seq: i64, dialog: DialogKey, state: Option<String>, session: Value) -> Self {
+        Self {
+            seq,
+            dialog,
+            state,
+            session,
+            client: None,
+            incoming: None,
+            replies: Vec::new(),
+            raise: Vec::new(),
+            tags: None,
+            schedule: Vec::new(),
+            cancel: Vec::new(),
+            run: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -147,6 +198,19 @@ pub struct Applied {
 pub struct Committed {
     pub accepted: Vec<AcceptOutcome>,
     pub applied: Vec<Applied>,
+    pub claimed: Option<crate::Claimed>,
+}
+
+/// One write transaction of the engine's writer. Handled events are applied first, then new
+/// items accepted, then due jobs claimed.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub accept: Vec<AcceptItem>,
+    pub handled: Vec<HandledEvent>,
+    /// Every event with a sequence number up to this one is handled, so that
+    /// [`crate::Store::unhandled_events`] need not look further back.
+    pub handled_through: Option<i64>,
+    pub claim: Option<crate::ClaimRequest>,
 }
 
 #[derive(Debug, Clone)]
@@ -157,6 +221,10 @@ pub struct DialogRecord {
     pub state: Option<String>,
     pub session: Value,
     pub client: Value,
+    /// The contact's tags.
+    pub tags: Vec<String>,
+    /// The contact's profile (`email`, `firstName`, …), read-only for scripts.
+    pub attributes: Value,
     /// The last outgoing message id the client acknowledged.
     pub acked_upto: i64,
     pub created_at: Timestamp,
@@ -181,6 +249,7 @@ pub struct Contact {
     pub id: i64,
     pub subscriber_id: Option<String>,
     pub data: Value,
+    pub attributes: Value,
     pub tags: Vec<String>,
     pub created_at: Timestamp,
     pub dialogs: Vec<DialogKey>,
@@ -192,4 +261,6 @@ pub struct Stats {
     pub accepted: i64,
     pub dialogs: i64,
     pub messages: i64,
+    /// The highest job id stored.
+    pub jobs: i64,
 }

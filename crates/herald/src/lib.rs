@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, anyhow, bail};
 use herald_core::{Diagnostic, Project};
-use herald_engine::{Engine, EngineConfig};
+use herald_engine::{Clock, Engine, EngineConfig, SystemClock};
 use herald_server::HttpConfig;
 use herald_store_sqlite::{SqliteStore, Synchronous};
 use tokio::net::TcpListener;
@@ -134,6 +134,29 @@ pub async fn launch_project(
     project: Project,
     listener: TcpListener,
 ) -> anyhow::Result<Running> {
+    launch_project_with_clock(settings, project, listener, Arc::new(SystemClock)).await
+}
+
+/// [`launch`] with the clock jobs are scheduled by: tests pass a
+/// [`herald_engine::ManualClock`] and move it instead of sleeping.
+pub async fn launch_with_clock(
+    settings: Settings,
+    project_dir: PathBuf,
+    listener: TcpListener,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Running> {
+    let project = load_checked_project(&project_dir)
+        .map_err(|d| anyhow!("the project has errors:\n{}", format_diagnostics(&d)))?;
+    launch_project_with_clock(settings, project, listener, clock).await
+}
+
+/// [`launch_project`] with the clock jobs are scheduled by.
+pub async fn launch_project_with_clock(
+    settings: Settings,
+    project: Project,
+    listener: TcpListener,
+    clock: Arc<dyn Clock>,
+) -> anyhow::Result<Running> {
     let sync = match settings.sqlite_synchronous.to_ascii_lowercase().as_str() {
         "full" => Synchronous::Full,
         "normal" => Synchronous::Normal,
@@ -160,7 +183,7 @@ pub async fn launch_project(
         http_timeout: Duration::from_millis(settings.http_timeout_ms.max(1)),
         ..EngineConfig::default()
     };
-    let engine = Engine::start(store, Arc::new(project), engine_cfg).await?;
+    let engine = Engine::start_with_clock(store, Arc::new(project), engine_cfg, clock).await?;
     let http = HttpConfig {
         body_limit: settings.body_limit,
         push_rate: settings.pushback_rate_limit,

@@ -1,7 +1,8 @@
 //! The `herald` command line as a user meets it: `herald check` accepts the newsletter example and
 //! reports every error of a broken bot with `bot.yaml:<line>:` and a hint, exiting 1; `herald
 //! serve` refuses the same project quickly, with the same messages, without binding its port; and
-//! `herald serve --help` lists the documented settings.
+//! `herald serve --help` lists the documented settings. Errors in the job sections (`scripts:`,
+//! `triggers:`) are reported the same way.
 
 mod common;
 
@@ -174,6 +175,43 @@ fn serve_refuses_a_broken_project_quickly_with_the_same_messages_and_never_binds
         "serve did not print check's messages.\ncheck:\n{diagnostics}\nserve:\n{stderr}"
     );
     assert_broken_reported(&stderr);
+}
+
+/// `scripts:` naming a state that does not exist, and `triggers:` using one id twice.
+const BROKEN_JOBS: &str = r#"name: Jobs
+channels:
+  chatwidget: {}
+scripts:
+  remind:
+    id: 1
+    state: /Remindr
+triggers:
+  first:
+    id: 2
+    script: first()
+  second:
+    id: 2 # used twice
+    script: second()
+states:
+  Reminder:
+    a: Don't forget!
+"#;
+
+#[test]
+fn check_reports_a_broken_scripts_and_triggers_section_with_lines_and_hints() {
+    let project = common::project_with_bot("jobs", BROKEN_JOBS);
+    let out = run(herald(project.path())
+        .arg("check")
+        .arg("--project")
+        .arg(project.path()));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "stderr:\n{stderr}");
+    assert_reported(&stderr, line_of(BROKEN_JOBS, "state: /Remindr"), "/Remindr");
+    assert_reported(
+        &stderr,
+        line_of(BROKEN_JOBS, "# used twice"),
+        "already used by trigger `first`",
+    );
 }
 
 #[test]

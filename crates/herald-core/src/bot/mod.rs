@@ -1,14 +1,15 @@
 //! Bots: the compiled model ([`model`]) and the `bot.yaml` loader that builds it.
 //!
 //! Loading is two passes. The first walks the YAML tree (with line/column spans from
-//! `marked-yaml`) and builds the state arena, triggers, code table and still-unresolved reactions;
-//! the second resolves every `go:` target once all states are known and checks scripts for
-//! pushbacks that would use reserved event names. Both passes collect diagnostics instead of
-//! stopping at the first problem.
+//! `marked-yaml`) and builds the state arena, triggers, code table, still-unresolved reactions and
+//! the named jobs (`scripts:`, `triggers:`, `broadcasts:`); the second resolves every `go:` and job
+//! `state:` target once all states are known and checks scripts for pushbacks that would use
+//! reserved event names. Both passes collect diagnostics instead of stopping at the first problem.
 
 pub mod model;
 
 mod hints;
+mod jobs;
 mod js;
 mod parse;
 pub mod pattern;
@@ -18,6 +19,8 @@ mod states;
 mod texts;
 mod yaml;
 
+#[cfg(test)]
+mod jobs_tests;
 #[cfg(test)]
 pub(crate) mod tests;
 

@@ -1,6 +1,7 @@
 //! The compiled form of a `bot.yaml`: an arena of states with resolved targets, triggers with
-//! prepared patterns, and every JavaScript snippet collected in one table so that the sandbox can
-//! compile each of them once per worker.
+//! prepared patterns, the named jobs of SPEC §4 (`scripts:`, `triggers:`, `broadcasts:`), and every
+//! JavaScript snippet collected in one table so that the sandbox can compile each of them once per
+//! worker.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
@@ -56,9 +57,94 @@ pub struct BotDef {
     pub roots: Vec<StateId>,
     /// Every JavaScript snippet of the bot. `CodeId(i)` is `code[i]`.
     pub code: Vec<Code>,
-    /// IANA time zone name (`timezone:`), default `UTC`.
+    /// IANA time zone name (`timezone:`), default `UTC`. Checked at load time.
     pub timezone: String,
+    /// `scripts:`, in file order.
+    pub scripts: Vec<JobScript>,
+    /// `triggers:`, in file order.
+    pub triggers: Vec<JobTrigger>,
+    /// `broadcasts:`, in file order.
+    pub broadcasts: Vec<Broadcast>,
     pub file: PathBuf,
+}
+
+/// A `scripts:` entry: a named entry into the scenario, run for one lead.
+#[derive(Debug, Clone)]
+pub struct JobScript {
+    /// Unique among the bot's scripts, ≥ 1.
+    pub id: i64,
+    /// The entry's key (`[A-Za-z0-9_.-]+`).
+    pub code: String,
+    /// The state that is run.
+    pub state: StateId,
+    /// Where the entry's key is written.
+    pub origin: Origin,
+}
+
+/// A `triggers:` entry: named JavaScript.
+#[derive(Debug, Clone)]
+pub struct JobTrigger {
+    /// Unique among the bot's triggers, ≥ 1.
+    pub id: i64,
+    /// The entry's key (`[A-Za-z0-9_.-]+`).
+    pub code: String,
+    /// A function body ([`CodeKind::Body`]).
+    pub script: CodeId,
+    /// Where the entry's key is written.
+    pub origin: Origin,
+}
+
+/// A `broadcasts:` entry: a message or a state for every lead matching a tag filter.
+#[derive(Debug, Clone)]
+pub struct Broadcast {
+    /// Unique among the bot's broadcasts, ≥ 1.
+    pub id: i64,
+    /// The entry's key (`[A-Za-z0-9_.-]+`).
+    pub code: String,
+    /// Which leads receive it; empty means every lead.
+    pub tags: TagFilter,
+    pub action: BroadcastAction,
+    /// Where the entry's key is written.
+    pub origin: Origin,
+}
+
+/// What a broadcast does for each lead.
+#[derive(Debug, Clone)]
+pub enum BroadcastAction {
+    /// `a:` with optional `buttons:`.
+    Message {
+        text: Template,
+        buttons: Vec<Button>,
+    },
+    /// `state:`: run that state in the lead's dialog.
+    State(StateId),
+}
+
+/// `tags: {all, any, none}` of a broadcast.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct TagFilter {
+    /// Every one of these tags is required.
+    pub all: Vec<String>,
+    /// At least one of these is required (when not empty).
+    pub any: Vec<String>,
+    /// None of these may be present.
+    pub none: Vec<String>,
+}
+
+impl TagFilter {
+    /// all ⊆ tags, (any empty or any ∩ tags ≠ ∅), none ∩ tags = ∅. Tags compare exactly
+    /// (case-sensitive).
+    pub fn matches(&self, tags: &[String]) -> bool {
+        let has = |t: &String| tags.contains(t);
+        self.all.iter().all(has)
+            && (self.any.is_empty() || self.any.iter().any(has))
+            && !self.none.iter().any(has)
+    }
+
+    /// No condition at all: every lead matches.
+    pub fn is_empty(&self) -> bool {
+        self.all.is_empty() && self.any.is_empty() && self.none.is_empty()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -183,4 +269,35 @@ impl BotDef {
     pub fn has_channel(&self, channel: &str) -> bool {
         self.channels.contains_key(channel)
     }
+
+    /// The `scripts:` entry with this id and/or code (both must match when both are given).
+    pub fn script_job(&self, id: Option<i64>, code: Option<&str>) -> Option<&JobScript> {
+        find_job(&self.scripts, id, code, |j| (j.id, &j.code))
+    }
+
+    /// The `triggers:` entry with this id and/or code (both must match when both are given).
+    pub fn trigger_job(&self, id: Option<i64>, code: Option<&str>) -> Option<&JobTrigger> {
+        find_job(&self.triggers, id, code, |j| (j.id, &j.code))
+    }
+
+    /// The `broadcasts:` entry with this id and/or code (both must match when both are given).
+    pub fn broadcast_job(&self, id: Option<i64>, code: Option<&str>) -> Option<&Broadcast> {
+        find_job(&self.broadcasts, id, code, |j| (j.id, &j.code))
+    }
+}
+
+/// The entry whose id and code match the given ones; `None` when neither is given.
+fn find_job<'a, T>(
+    jobs: &'a [T],
+    id: Option<i64>,
+    code: Option<&str>,
+    key: impl Fn(&T) -> (i64, &String),
+) -> Option<&'a T> {
+    if id.is_none() && code.is_none() {
+        return None;
+    }
+    jobs.iter().find(|j| {
+        let (jid, jcode) = key(j);
+        id.is_none_or(|i| i == jid) && code.is_none_or(|c| c == jcode)
+    })
 }

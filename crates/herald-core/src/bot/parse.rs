@@ -1,5 +1,7 @@
 //! The top level of `bot.yaml`: `name`, `token`, `channels`, `injector`, `intents`, `states`,
-//! `timezone`, and the [`Builder`] that the state and reaction parsers fill in.
+//! `timezone` (checked against the time zone database), the job sections (`scripts`, `triggers`,
+//! `broadcasts`, parsed in [`super::jobs`]), and the [`Builder`] that the state, reaction and job
+//! parsers fill in.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -9,18 +11,29 @@ use marked_yaml::types::MarkedMappingNode;
 use serde_json::Value;
 
 use super::hints;
+use super::jobs::RawJobs;
 use super::model::{BotDef, Code, Intent, State, StateId};
 use super::reactions::RawReaction;
 use super::yaml::{self, Ctx, is_null, to_json};
 use crate::diag::Diagnostic;
 use crate::env;
+use crate::schedule;
 use crate::text::normalize;
 
 const TOP_KEYS: &[&str] = &[
-    "name", "token", "channels", "injector", "intents", "states", "timezone",
+    "name",
+    "token",
+    "channels",
+    "injector",
+    "intents",
+    "states",
+    "timezone",
+    "scripts",
+    "triggers",
+    "broadcasts",
 ];
 /// Keys of the contract that this version does not implement yet.
-const LATER_KEYS: &[&str] = &["scripts", "triggers", "broadcasts", "service", "flows"];
+const LATER_KEYS: &[&str] = &["service", "flows"];
 pub(crate) const CHANNELS: &[&str] = &["chatwidget", "webhook", "telegram"];
 
 /// The first pass's output, turned into a [`BotDef`] by the second pass (`resolve::finish`).
@@ -34,6 +47,8 @@ pub(crate) struct Builder<'a> {
     /// Reactions of `states[i]`, with `go:` targets still as written.
     pub raw: Vec<Vec<RawReaction>>,
     pub roots: Vec<StateId>,
+    /// `scripts:`, `triggers:` and `broadcasts:`, with `state:` targets still as written.
+    pub jobs: RawJobs,
     /// Checks each snippet as it is collected (the JavaScript syntax check lives outside core).
     pub check: CodeCheck<'a>,
 }
@@ -74,6 +89,7 @@ pub fn parse_bot_checked(
         states: Vec::new(),
         raw: Vec::new(),
         roots: Vec::new(),
+        jobs: RawJobs::default(),
         check,
     };
     let mut def = BotDef {
@@ -87,6 +103,9 @@ pub fn parse_bot_checked(
         roots: Vec::new(),
         code: Vec::new(),
         timezone: "UTC".to_string(),
+        scripts: Vec::new(),
+        triggers: Vec::new(),
+        broadcasts: Vec::new(),
         file: file.to_path_buf(),
     };
     if let Some(top) = b.cx.mapping(&root, "the file") {
@@ -120,11 +139,7 @@ impl Builder<'_> {
                         }
                     }
                 },
-                "timezone" => {
-                    if let Some(s) = self.cx.string(value, "`timezone`") {
-                        def.timezone = s.as_str().trim().to_string();
-                    }
-                }
+                "timezone" => self.timezone(value, def),
                 "channels" => self.channels(value, def),
                 "injector" => {
                     def.injector = match value {
@@ -142,6 +157,9 @@ impl Builder<'_> {
                 }
                 "intents" => {}
                 "states" => self.states(value, None),
+                "scripts" => self.job_scripts(value),
+                "triggers" => self.job_triggers(value),
+                "broadcasts" => self.job_broadcasts(value),
                 k if LATER_KEYS.contains(&k) => self.cx.error(
                     key.span(),
                     format!("`{k}:` is not supported by this version yet"),
@@ -157,6 +175,26 @@ impl Builder<'_> {
                     );
                 }
             }
+        }
+    }
+
+    /// `timezone:`: an IANA name known to the time zone database; empty means UTC.
+    fn timezone(&mut self, node: &Node, def: &mut BotDef) {
+        if matches!(node, Node::Scalar(s) if is_null(s)) {
+            return;
+        }
+        let Some(s) = self.cx.string(node, "`timezone`") else {
+            return;
+        };
+        let name = s.as_str().trim();
+        match schedule::zone(name) {
+            Ok(_) if name.is_empty() => def.timezone = "UTC".to_string(),
+            Ok(_) => def.timezone = name.to_string(),
+            Err(e) => self.cx.error(
+                s.span(),
+                e.message,
+                "use an IANA name such as \"Europe/Berlin\" or \"UTC\"",
+            ),
         }
     }
 

@@ -152,7 +152,7 @@ impl Builder<'_> {
     }
 
     /// `script: |` body, or `script: {file: name.js}` relative to the bot directory.
-    fn script(&mut self, node: &Node) -> Option<CodeId> {
+    pub(crate) fn script(&mut self, node: &Node) -> Option<CodeId> {
         if let Node::Scalar(_) = node {
             let s = self.cx.string(node, "`script`")?;
             let origin = self.cx.content_origin(s);

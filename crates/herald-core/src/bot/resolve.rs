@@ -1,5 +1,6 @@
-//! The second pass: state references (`go:` and `$reactions.transition()`) and the checks that
-//! need the whole bot (reserved event names in `createPushback` calls).
+//! The second pass: state references (`go:`, the `state:` of `scripts:` and `broadcasts:` entries,
+//! and `$reactions.transition()`) and the checks that need the whole bot (reserved event names in
+//! `createPushback` calls). Job `state:` targets are resolved from the top level.
 //!
 //! A target starting with `/` is an absolute path. Otherwise it is a relative path (`Child`,
 //! `Child/Grandchild`, `../Other`) tried against the children of the owning state, then of its
@@ -7,8 +8,12 @@
 //! those find designates the unique state of that name anywhere in the bot.
 
 use super::hints;
+use super::jobs::{RawBroadcastAction, StateRef};
 use super::js;
-use super::model::{BotDef, Origin, RESERVED_EVENTS, Reaction, StateId, is_reserved_event};
+use super::model::{
+    BotDef, Broadcast, BroadcastAction, JobScript, Origin, RESERVED_EVENTS, Reaction, StateId,
+    is_reserved_event,
+};
 use super::parse::Builder;
 use super::reactions::RawReaction;
 use crate::diag::Diagnostic;
@@ -66,7 +71,8 @@ fn walk(bot: &BotDef, base: Option<StateId>, path: &str) -> Option<StateId> {
 }
 
 impl Builder<'_> {
-    /// Resolves `go:` targets, checks pushback event names, and assembles the [`BotDef`].
+    /// Resolves `go:` and job `state:` targets, checks pushback event names, and assembles the
+    /// [`BotDef`].
     pub(crate) fn finish(mut self, mut def: BotDef) -> Result<BotDef, Vec<Diagnostic>> {
         def.intents = std::mem::take(&mut self.intents);
         def.states = std::mem::take(&mut self.states);
@@ -79,6 +85,7 @@ impl Builder<'_> {
         for (state, reactions) in def.states.iter_mut().zip(resolved) {
             state.reactions = reactions;
         }
+        self.resolve_jobs(&mut def);
         self.check_pushbacks();
         def.code = std::mem::take(&mut self.code);
         if self.cx.diags.is_empty() {
@@ -113,7 +120,8 @@ impl Builder<'_> {
                     match resolve_state(def, Some(owner), &target) {
                         Some(id) => Reaction::Go(id),
                         None => {
-                            self.cx.diags.push(unknown_state(def, &target, &origin));
+                            let d = unknown_state(def, &target, &origin, "`go`");
+                            self.cx.diags.push(d);
                             continue;
                         }
                     }
@@ -121,6 +129,53 @@ impl Builder<'_> {
             });
         }
         out
+    }
+
+    /// Moves the jobs into `def`, resolving their `state:` targets from the top level.
+    fn resolve_jobs(&mut self, def: &mut BotDef) {
+        let jobs = std::mem::take(&mut self.jobs);
+        for s in jobs.scripts {
+            let what = format!("script `{}`", s.code);
+            if let Some(state) = self.job_state(def, &s.state, &what) {
+                def.scripts.push(JobScript {
+                    id: s.id,
+                    code: s.code,
+                    state,
+                    origin: s.origin,
+                });
+            }
+        }
+        def.triggers = jobs.triggers;
+        for b in jobs.broadcasts {
+            let action = match b.action {
+                RawBroadcastAction::Message { text, buttons } => {
+                    BroadcastAction::Message { text, buttons }
+                }
+                RawBroadcastAction::State(r) => {
+                    let what = format!("broadcast `{}`", b.code);
+                    match self.job_state(def, &r, &what) {
+                        Some(id) => BroadcastAction::State(id),
+                        None => continue,
+                    }
+                }
+            };
+            def.broadcasts.push(Broadcast {
+                id: b.id,
+                code: b.code,
+                tags: b.tags,
+                action,
+                origin: b.origin,
+            });
+        }
+    }
+
+    fn job_state(&mut self, def: &BotDef, r: &StateRef, what: &str) -> Option<StateId> {
+        let found = resolve_state(def, None, &r.target);
+        if found.is_none() {
+            let d = unknown_state(def, &r.target, &r.origin, &format!("`state` of {what}"));
+            self.cx.diags.push(d);
+        }
+        found
     }
 
     fn check_pushbacks(&mut self) {
@@ -155,7 +210,8 @@ impl Builder<'_> {
     }
 }
 
-fn unknown_state(def: &BotDef, target: &str, origin: &Origin) -> Diagnostic {
+/// "unknown state `X` in {place}", with the closest state name or the top-level states as hint.
+fn unknown_state(def: &BotDef, target: &str, origin: &Origin, place: &str) -> Diagnostic {
     let last = target.rsplit('/').next().unwrap_or(target);
     let names = def.states.iter().map(|s| s.name.as_str());
     let paths = def.states.iter().map(|s| s.path.as_str());
@@ -176,7 +232,7 @@ fn unknown_state(def: &BotDef, target: &str, origin: &Origin) -> Diagnostic {
         &origin.file,
         origin.line,
         origin.col,
-        format!("unknown state `{target}` in `go`"),
+        format!("unknown state `{target}` in {place}"),
     )
     .with_hint(hint)
 }

@@ -7,7 +7,7 @@ use super::model::{BotDef, CodeKind, Reaction, TemplatePart};
 use super::parse_bot;
 use crate::diag::Diagnostic;
 
-fn no_env(_: &str) -> Option<String> {
+pub(crate) fn no_env(_: &str) -> Option<String> {
     None
 }
 
@@ -19,13 +19,13 @@ pub(crate) fn ok(text: &str) -> BotDef {
     load(text).unwrap_or_else(|d| panic!("unexpected diagnostics: {d:#?}"))
 }
 
-fn one_error(text: &str) -> Diagnostic {
+pub(crate) fn one_error(text: &str) -> Diagnostic {
     let d = load(text).expect_err("the file should not load");
     assert_eq!(d.len(), 1, "{d:#?}");
     d[0].clone()
 }
 
-fn hint(d: &Diagnostic) -> &str {
+pub(crate) fn hint(d: &Diagnostic) -> &str {
     d.hint.as_deref().unwrap_or("")
 }
 
@@ -140,8 +140,10 @@ fn an_unknown_key_gets_a_did_you_mean_hint() {
 
 #[test]
 fn sections_of_later_versions_are_reported_as_unsupported() {
-    let d = one_error("scripts:\n  - code: x\n");
-    assert_eq!(d.message, "`scripts:` is not supported by this version yet");
+    let d = one_error("service:\n  callbackUrl: http://x\n");
+    assert_eq!(d.message, "`service:` is not supported by this version yet");
+    let d = one_error("flows: {}\n");
+    assert_eq!(d.message, "`flows:` is not supported by this version yet");
 }
 
 #[test]
