@@ -270,3 +270,84 @@ pub async fn newsletter_with(
     let server = TestServer::start_with(project.path(), settings).await;
     (server, sink, project, data)
 }
+
+/// Additions for the scheduled-jobs suites: a server on an injected clock, requests with any
+/// token (or none), and the reads a job test needs.
+impl TestServer {
+    /// [`TestServer::start_with`] with the clock jobs are scheduled by (a
+    /// [`herald_engine::ManualClock`] that a test moves instead of sleeping).
+    pub async fn start_with_clock(
+        project: &Path,
+        settings: Settings,
+        clock: Arc<dyn herald_engine::Clock>,
+    ) -> Self {
+        let data_dir = settings.data_dir.clone();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let running = herald::launch_with_clock(settings, project.to_owned(), listener, clock)
+            .await
+            .expect("launch");
+        let base = format!("http://{}", running.addr);
+        Self {
+            running: Some(running),
+            base,
+            http: reqwest::Client::new(),
+            data_dir,
+        }
+    }
+
+    pub async fn delete(&self, path: &str) -> (u16, Value) {
+        let r = self
+            .http
+            .delete(self.url(path))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .expect("send");
+        status_json(r).await
+    }
+
+    /// POSTs `body` (JSON) with `Authorization: Bearer <token>`, or with no such header.
+    pub async fn post_as(&self, token: Option<&str>, path: &str, body: Value) -> (u16, Value) {
+        let mut req = self.http.post(self.url(path)).json(&body);
+        if let Some(t) = token {
+            req = req.bearer_auth(t);
+        }
+        status_json(req.send().await.expect("send")).await
+    }
+
+    /// POSTs raw bytes as `application/json` (for malformed bodies).
+    pub async fn post_raw(&self, path: &str, body: &'static str) -> (u16, Value) {
+        let r = self
+            .http
+            .post(self.url(path))
+            .bearer_auth(ADMIN)
+            .header("content-type", "application/json")
+            .body(body)
+            .send()
+            .await
+            .expect("send");
+        status_json(r).await
+    }
+
+    /// The contact id (Metabot's `lead_id`) of a dialog.
+    pub async fn contact_id(&self, bot: &str, chat: &str) -> i64 {
+        let (s, v) = self
+            .get(&format!("/api/v1/bots/{bot}/dialogs/{chat}"))
+            .await;
+        assert_eq!(s, 200, "dialog {bot}/{chat}: {v}");
+        v["contactId"]
+            .as_i64()
+            .unwrap_or_else(|| panic!("dialog {bot}/{chat} has no contactId: {v}"))
+    }
+
+    /// The texts of a dialog's messages, oldest first (both directions).
+    pub async fn texts(&self, bot: &str, chat: &str) -> Vec<String> {
+        self.messages(bot, chat)
+            .await
+            .iter()
+            .map(|m| m["text"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+}

@@ -1,0 +1,429 @@
+//! Crash safety of scheduled jobs. The real `herald` binary gets a backlog of one-shot trigger
+//! jobs that all come due at once, is killed with SIGKILL while it is working through them, and
+//! restarts on the same data directory. SPEC §4 promises that a job runs once per due time and
+//! that a job due while the server was down runs when it is back; SPEC's "a 2xx means committed"
+//! makes every acknowledged job count. So after the restart every job must be `done` with exactly
+//! one run, `ok`, and its reply must be in its lead's dialog exactly once: no job lost, none run
+//! twice.
+
+mod common;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::ADMIN;
+use futures_util::StreamExt;
+use herald_engine::Clock;
+use serde_json::{Value, json};
+
+/// Leads (dialogs), and jobs spread over them round-robin: more jobs than the scheduler claims
+/// in one transaction (2048), so the backlog is claimed in two batches.
+const LEADS: usize = 20;
+const JOBS: usize = 2500;
+/// Milliseconds each run spends in a busy loop, so that the backlog takes a few seconds.
+const BUSY_MS: u64 = 3;
+/// Kill once at least this many runs have replied.
+const KILL_AFTER: usize = JOBS / 5;
+/// Concurrent clients scheduling the jobs.
+const CLIENTS: usize = 16;
+
+fn bot_yaml() -> String {
+    format!(
+        r#"name: Ticker
+channels:
+  chatwidget: {{}}
+states:
+  Hello:
+    q!: hi
+    a: hello
+triggers:
+  tick:
+    id: 1
+    script: |
+      var t = Date.now();
+      while (Date.now() - t < {BUSY_MS}) {{}}
+      $reactions.answer("job " + $request.job.id);
+"#
+    )
+}
+
+/// A `herald serve` child process; SIGKILLed and reaped on drop.
+struct Server {
+    child: Child,
+    base: String,
+    log: PathBuf,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    fn spawn(project: &Path, data: &Path, log: &Path) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open log");
+        let err = out.try_clone().expect("clone log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("HERALD_") {
+                cmd.env_remove(k);
+            }
+        }
+        let child = cmd
+            .arg("serve")
+            .arg("--project")
+            .arg(project)
+            .env("HERALD_LISTEN", format!("127.0.0.1:{port}"))
+            .env("HERALD_DATA_DIR", data)
+            .env("HERALD_ADMIN_TOKEN", ADMIN)
+            .env("HERALD_LOG", "warn")
+            .current_dir(data)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn herald");
+        Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log: log.to_owned(),
+        }
+    }
+
+    fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    async fn wait_ready(&mut self, http: &reqwest::Client) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "herald exited ({status}) before it was ready; its log:\n{}",
+                    self.log_text()
+                );
+            }
+            if let Ok(r) = http.get(format!("{}/readyz", self.base)).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "herald not ready after 60 s; its log:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn get(&self, http: &reqwest::Client, path: &str) -> (u16, Value) {
+        let r = http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}; herald log:\n{}", self.log_text()));
+        common::status_json(r).await
+    }
+
+    async fn post(&self, http: &reqwest::Client, path: &str, body: &Value) -> (u16, Value) {
+        let r = http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(ADMIN)
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}; herald log:\n{}", self.log_text()));
+        common::status_json(r).await
+    }
+
+    /// Every job of the bot, newest first, following `next_before`.
+    async fn all_jobs(&self, http: &reqwest::Client) -> Vec<Value> {
+        let mut jobs = Vec::new();
+        let mut before = String::new();
+        loop {
+            let (s, v) = self
+                .get(http, &format!("/bots/ticker/jobs?limit=1000{before}"))
+                .await;
+            assert_eq!(s, 200, "list jobs: {v}");
+            jobs.extend(v["jobs"].as_array().cloned().unwrap_or_default());
+            match v["next_before"].as_i64() {
+                Some(n) => before = format!("&before={n}"),
+                None => return jobs,
+            }
+        }
+    }
+
+    /// Total stored messages (both directions, every dialog).
+    async fn messages(&self, http: &reqwest::Client) -> usize {
+        let (s, v) = self.get(http, "/api/v1/admin/stats").await;
+        assert_eq!(s, 200, "stats: {v}");
+        v["messages"].as_u64().expect("messages") as usize
+    }
+}
+
+/// Job statuses straight from the data directory, while no server runs: exactly what the
+/// killed process had committed.
+async fn statuses_on_disk(data: &Path) -> BTreeMap<String, usize> {
+    use herald_store::{JobFilter, Store};
+    let store = herald_store_sqlite::SqliteStore::open(
+        &data.join("herald.db"),
+        herald_store_sqlite::Synchronous::Full,
+    )
+    .expect("open the killed server's database");
+    let jobs = store
+        .list_jobs(
+            "ticker",
+            &JobFilter {
+                limit: JOBS * 2,
+                ..JobFilter::default()
+            },
+        )
+        .await
+        .expect("list jobs");
+    let mut by_status = BTreeMap::new();
+    for j in jobs {
+        *by_status.entry(j.status.as_str().to_owned()).or_default() += 1;
+    }
+    by_status
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_job_runs_exactly_once_across_a_kill_9() {
+    tokio::time::timeout(Duration::from_secs(300), scenario())
+        .await
+        .expect("the kill -9 scenario took longer than 300 s");
+}
+
+async fn scenario() {
+    let project = common::project_with_bot("ticker", &bot_yaml());
+    let data = tempfile::tempdir().expect("tempdir");
+    let logs = tempfile::tempdir().expect("tempdir");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .expect("client");
+
+    let mut first = Server::spawn(project.path(), data.path(), &logs.path().join("first.log"));
+    first.wait_ready(&http).await;
+
+    // The leads: one dialog each.
+    let mut leads = Vec::with_capacity(LEADS);
+    for i in 0..LEADS {
+        let chat = format!("c{i}");
+        let (s, v) = first
+            .post(
+                &http,
+                &format!("/api/v1/bots/ticker/dialogs/{chat}/messages"),
+                &json!({"text": "hi", "wait": true}),
+            )
+            .await;
+        assert_eq!(s, 200, "hi in {chat}: {v}");
+        let (s, v) = first
+            .get(&http, &format!("/api/v1/bots/ticker/dialogs/{chat}"))
+            .await;
+        assert_eq!(s, 200, "{v}");
+        leads.push((chat, v["contactId"].as_i64().expect("contactId")));
+    }
+    let messages_before = first.messages(&http).await;
+
+    // Every job due at the same instant, a few seconds ahead so that all are stored by then.
+    let run_at = herald_engine::SystemClock
+        .now()
+        .checked_add(Duration::from_secs(6))
+        .expect("time")
+        .to_string();
+    let scheduling = Instant::now();
+    let first = Arc::new(first);
+    let leads = Arc::new(leads);
+    let scheduled: Vec<(i64, String)> = futures_util::stream::iter(0..JOBS)
+        .map(|n| {
+            let (server, http, leads, run_at) =
+                (first.clone(), http.clone(), leads.clone(), run_at.clone());
+            async move {
+                let (chat, lead) = &leads[n % LEADS];
+                let body = json!({"trigger_code": "tick", "lead_id": lead, "run_at": run_at});
+                let (s, v) = server
+                    .post(&http, "/bots/ticker/jobs/schedule", &body)
+                    .await;
+                assert_eq!(s, 201, "scheduling job #{n}: {v}");
+                (v["job"]["id"].as_i64().expect("job id"), chat.clone())
+            }
+        })
+        .buffer_unordered(CLIENTS)
+        .collect()
+        .await;
+    let scheduled_in = scheduling.elapsed();
+    let mut first = Arc::into_inner(first).expect("no other owner");
+    let chat_of: HashMap<i64, String> = scheduled.iter().cloned().collect();
+    assert_eq!(chat_of.len(), JOBS, "job ids must be distinct");
+
+    // Wait for the backlog to be partly worked off, then SIGKILL.
+    let started = Instant::now();
+    let mut replied_at_kill;
+    loop {
+        replied_at_kill = first.messages(&http).await - messages_before;
+        if replied_at_kill >= KILL_AFTER {
+            break;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "only {replied_at_kill} runs replied 60 s after scheduling; log:\n{}",
+            first.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    first.child.kill().expect("SIGKILL herald");
+    let status = first.child.wait().expect("reap herald");
+    assert!(
+        status.code().is_none(),
+        "herald had exited on its own ({status}); log:\n{}",
+        first.log_text()
+    );
+    let on_disk = statuses_on_disk(data.path()).await;
+    let done_at_kill = on_disk.get("done").copied().unwrap_or(0);
+    println!(
+        "scheduled {JOBS} jobs for {LEADS} leads in {scheduled_in:?}; killed with \
+         ≥{replied_at_kill} replies seen over HTTP; job statuses on disk at the kill: {on_disk:?}"
+    );
+    assert!(
+        done_at_kill < JOBS,
+        "every job was done before the kill: the test proved nothing ({on_disk:?}); make the \
+         backlog bigger or slower"
+    );
+
+    let mut second = Server::spawn(project.path(), data.path(), &logs.path().join("second.log"));
+    second.wait_ready(&http).await;
+    let restarted = Instant::now();
+    let deadline = restarted + Duration::from_secs(120);
+    let jobs = loop {
+        let jobs = second.all_jobs(&http).await;
+        if jobs.len() == JOBS && jobs.iter().all(|j| j["status"] == "done") {
+            break jobs;
+        }
+        if Instant::now() > deadline {
+            let mut by_status: BTreeMap<String, usize> = BTreeMap::new();
+            for j in &jobs {
+                *by_status
+                    .entry(j["status"].as_str().unwrap_or("?").to_owned())
+                    .or_default() += 1;
+            }
+            panic!(
+                "120 s after the restart: {} jobs, by status {by_status:?}; log:\n{}",
+                jobs.len(),
+                second.log_text()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    println!(
+        "after the restart every job was done in {:?}",
+        restarted.elapsed()
+    );
+
+    // Every acknowledged job is there, with one run, ok.
+    let listed: HashMap<i64, &Value> = jobs
+        .iter()
+        .map(|j| (j["id"].as_i64().expect("id"), j))
+        .collect();
+    for (id, chat) in &chat_of {
+        let j = listed
+            .get(id)
+            .unwrap_or_else(|| panic!("acknowledged job {id} is missing"));
+        assert_eq!(j["dialog"]["chatId"], chat.as_str(), "{j}");
+        assert_eq!(
+            j["run_count"], 1,
+            "job {id} was claimed more than once: {j}"
+        );
+        assert_eq!(j["last_run"]["outcome"], "ok", "{j}");
+    }
+    let second = Arc::new(second);
+    let bad: Vec<String> = futures_util::stream::iter(chat_of.keys().copied())
+        .map(|id| {
+            let (server, http) = (second.clone(), http.clone());
+            async move {
+                let (s, v) = server.get(&http, &format!("/bots/ticker/jobs/{id}")).await;
+                let runs = v["job"]["runs"].as_array().cloned().unwrap_or_default();
+                let ok = s == 200 && runs.len() == 1 && runs[0]["outcome"] == "ok";
+                (!ok).then(|| format!("job {id}: {s} {v}"))
+            }
+        })
+        .buffer_unordered(8)
+        .filter_map(|x| async move { x })
+        .collect()
+        .await;
+    assert!(
+        bad.is_empty(),
+        "{} jobs do not have exactly one `ok` run; first: {:?}",
+        bad.len(),
+        &bad[..bad.len().min(3)]
+    );
+
+    // Every job's reply is in its lead's dialog, exactly once.
+    let mut seen: HashMap<i64, Vec<String>> = HashMap::new();
+    for (chat, _) in leads.iter() {
+        let mut after = String::new();
+        loop {
+            let (s, v) = second
+                .get(
+                    &http,
+                    &format!("/api/v1/bots/ticker/dialogs/{chat}/messages?limit=1000{after}"),
+                )
+                .await;
+            assert_eq!(s, 200, "messages of {chat}: {v}");
+            let page = v["messages"].as_array().cloned().unwrap_or_default();
+            for m in &page {
+                if let Some(n) = m["text"].as_str().and_then(|t| t.strip_prefix("job ")) {
+                    let id: i64 = n
+                        .parse()
+                        .unwrap_or_else(|_| panic!("{chat}: unexpected reply {m}"));
+                    seen.entry(id).or_default().push(chat.clone());
+                }
+            }
+            if page.len() < 1000 {
+                break;
+            }
+            after = format!(
+                "&after={}",
+                page.last().expect("last")["id"].as_str().expect("id")
+            );
+        }
+    }
+    let missing: Vec<i64> = chat_of
+        .keys()
+        .copied()
+        .filter(|id| !seen.contains_key(id))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} jobs never replied (first: {:?})",
+        missing.len(),
+        &missing[..missing.len().min(10)]
+    );
+    let twice: Vec<(&i64, &Vec<String>)> = seen.iter().filter(|(_, c)| c.len() > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "jobs that replied more than once: {twice:?}"
+    );
+    for (id, chats) in &seen {
+        let want = chat_of
+            .get(id)
+            .unwrap_or_else(|| panic!("a reply for job {id}, which was never scheduled"));
+        assert_eq!(&chats[0], want, "job {id} replied in the wrong dialog");
+    }
+    assert_eq!(second.messages(&http).await, messages_before + JOBS);
+}
