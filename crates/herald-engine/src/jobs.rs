@@ -169,6 +169,13 @@ fn target(bot: &BotDef, body: &Map<String, Value>) -> Result<(JobKind, i64, Stri
             given.push((kind, id_field, code_field, id, code));
         }
     }
+    let named = |(_, id_field, code_field, id, _): &(
+        JobKind,
+        &'static str,
+        &'static str,
+        Option<i64>,
+        Option<String>,
+    )| { if id.is_some() { *id_field } else { *code_field } };
     let (kind, id_field, code_field, id, code) = match given.len() {
         0 => {
             return Err(JobError::new(
@@ -180,7 +187,7 @@ fn target(bot: &BotDef, body: &Map<String, Value>) -> Result<(JobKind, i64, Stri
         1 => given.remove(0),
         _ => {
             return Err(JobError::new(
-                given[1].1,
+                named(&given[1]),
                 format!(
                     "give exactly one target; {} and {} were both given",
                     given[0].0.as_str(),
@@ -260,6 +267,7 @@ pub fn plan(bot: &BotDef, body: &Value, now: Timestamp) -> Result<Planned, JobEr
     let t = schedule::timing(&schedule_in(&timing), now)
         .map_err(|e| JobError::new(e.field, e.message))?;
     let next_run_at = schedule::first_due(&t, now)
+        .map(millis)
         .ok_or_else(|| JobError::new("cron", "the expression never fires"))?;
     let condition = text(body, "condition_script_code")?;
     if let Some(src) = &condition
@@ -306,6 +314,18 @@ pub fn plan(bot: &BotDef, body: &Value, now: Timestamp) -> Result<Planned, JobEr
     })
 }
 
+/// Storage keeps milliseconds; what a script or a caller is shown must be what is stored.
+/// Rounds up, so that a job is never due before the instant asked for.
+fn millis(t: Timestamp) -> Timestamp {
+    let ms = t.as_millisecond();
+    let up = if Timestamp::from_millisecond(ms).is_ok_and(|m| m < t) {
+        ms + 1
+    } else {
+        ms
+    };
+    Timestamp::from_millisecond(up).unwrap_or(t)
+}
+
 fn schedule_in(t: &JobTiming) -> ScheduleIn<'_> {
     ScheduleIn {
         run_at: t.run_at.as_deref(),
@@ -332,7 +352,7 @@ impl Planned {
             spec: self.spec,
             timing: self.timing,
             next_run_at: self.next_run_at,
-            created_at: now,
+            created_at: Timestamp::from_millisecond(now.as_millisecond()).unwrap_or(now),
             source: source.to_owned(),
         }
     }

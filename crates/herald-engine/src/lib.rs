@@ -88,9 +88,21 @@ pub struct Shared {
     /// The last job id handed out (ids are assigned before the job is stored, so that a script
     /// sees its job's id at once).
     job_ids: AtomicI64,
-    /// Jobs cancelled while a run of theirs may still be queued: the worker skips such runs.
-    cancelled_jobs: Mutex<HashSet<i64>>,
+    /// The last contact id handed out (a new dialog's contact gets its id when the dialog's
+    /// first event is handled, so scripts see `$contact.id` at once).
+    contact_ids: AtomicI64,
+    /// Which jobs have a run under way and which were cancelled: one lock decides between a
+    /// cancel and a run that is about to start.
+    job_gate: Mutex<JobGate>,
     pub(crate) alarm: scheduler::Alarm,
+}
+
+#[derive(Default)]
+struct JobGate {
+    /// Jobs cancelled while a run of theirs may still be queued: such runs are skipped.
+    cancelled: HashSet<i64>,
+    /// Jobs with a run started and not yet committed (a count per job).
+    started: HashMap<i64, usize>,
 }
 
 impl Shared {
@@ -98,18 +110,41 @@ impl Shared {
         self.job_ids.fetch_add(1, Ordering::AcqRel) + 1
     }
 
+    pub(crate) fn next_contact_id(&self) -> i64 {
+        self.contact_ids.fetch_add(1, Ordering::AcqRel) + 1
+    }
+
+    fn gate(&self) -> std::sync::MutexGuard<'_, JobGate> {
+        self.job_gate.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     pub(crate) fn cancelled_job(&self, id: i64) {
-        self.cancelled_jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(id);
+        self.gate().cancelled.insert(id);
     }
 
     pub(crate) fn is_cancelled(&self, id: i64) -> bool {
-        self.cancelled_jobs
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .contains(&id)
+        self.gate().cancelled.contains(&id)
+    }
+
+    /// A worker is about to run a job: `false` if the job was cancelled (skip the run).
+    pub(crate) fn start_run(&self, id: i64) -> bool {
+        let mut g = self.gate();
+        if g.cancelled.contains(&id) {
+            return false;
+        }
+        *g.started.entry(id).or_default() += 1;
+        true
+    }
+
+    /// A run's results are committed.
+    pub(crate) fn finish_run(&self, id: i64) {
+        let mut g = self.gate();
+        if let Some(n) = g.started.get_mut(&id) {
+            *n -= 1;
+            if *n == 0 {
+                g.started.remove(&id);
+            }
+        }
     }
 
     /// Events logged but not yet handled.
@@ -120,6 +155,17 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner())
             .len()
     }
+}
+
+/// What a cancel request found.
+#[derive(Debug)]
+pub enum CancelOutcome {
+    Cancelled(JobRecord),
+    /// Already done or failed: nothing to cancel.
+    Finished(JobRecord),
+    /// A run of the job is under way right now; it can be cancelled once that run is over.
+    RunUnderWay,
+    NotFound,
 }
 
 /// Why a schedule request was refused.
@@ -183,7 +229,7 @@ impl Engine {
         config: EngineConfig,
         clock: Arc<dyn Clock>,
     ) -> Result<Arc<Self>, EngineError> {
-        let last_job = store.stats().await?.jobs;
+        let stats = store.stats().await?;
         let cancelled: HashSet<i64> = store.cancelled_queued_jobs().await?.into_iter().collect();
         let (apply_tx, apply_rx) = mpsc::unbounded_channel();
         let (dispatch, receivers) = worker::Dispatch::new(config.workers.max(1));
@@ -201,8 +247,12 @@ impl Engine {
                 ..Progress::default()
             },
             clock,
-            job_ids: AtomicI64::new(last_job),
-            cancelled_jobs: Mutex::new(cancelled),
+            job_ids: AtomicI64::new(stats.jobs),
+            contact_ids: AtomicI64::new(stats.contacts),
+            job_gate: Mutex::new(JobGate {
+                cancelled,
+                started: HashMap::new(),
+            }),
             alarm: scheduler::Alarm::default(),
         });
         let workers = worker::spawn_all(&shared, receivers, apply_tx)?;
@@ -343,22 +393,36 @@ impl Engine {
         }
     }
 
-    /// Cancels a job of `bot_id`: `None` if there is no such job. The record's status tells
-    /// whether it was cancelled now (`cancelled`) or had already finished.
+    /// Cancels a job of `bot_id`. Cancel wins over a run that has not started; while a run is
+    /// under way the answer is [`CancelOutcome::RunUnderWay`] and nothing changes.
     pub async fn cancel_job(
         &self,
         bot_id: &str,
         job_id: i64,
-    ) -> Result<Option<JobRecord>, EngineError> {
+    ) -> Result<CancelOutcome, EngineError> {
+        {
+            let mut g = self.shared.gate();
+            if g.started.contains_key(&job_id) {
+                return Ok(CancelOutcome::RunUnderWay);
+            }
+            // From here on no run of this job starts; undone below unless the cancel commits.
+            g.cancelled.insert(job_id);
+        }
         let item = AcceptItem::CancelJob {
             bot_id: bot_id.to_owned(),
             job_id,
             now: self.shared.clock.now(),
         };
-        match self.accept(item).await? {
-            AcceptOutcome::Job(r) => Ok(Some(*r)),
-            _ => Ok(None),
-        }
+        let outcome = match self.accept(item).await {
+            Ok(AcceptOutcome::Job(r)) if r.status == herald_store::JobStatus::Cancelled => {
+                return Ok(CancelOutcome::Cancelled(*r));
+            }
+            Ok(AcceptOutcome::Job(r)) => Ok(CancelOutcome::Finished(*r)),
+            Ok(_) => Ok(CancelOutcome::NotFound),
+            Err(e) => Err(e),
+        };
+        self.shared.gate().cancelled.remove(&job_id);
+        outcome
     }
 
     /// Registers interest in an event's replies before it is accepted.

@@ -65,6 +65,9 @@ pub(crate) async fn run(shared: Arc<Shared>, claims: mpsc::Sender<ClaimMsg>) {
         while shared.pending_events() > shared.config.max_in_flight / 2 {
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+        // While the claim is in flight, any job scheduled wakes the scheduler again: its due
+        // time may be earlier than what the claim will report.
+        shared.alarm.next_wake.store(i64::MAX, Ordering::Release);
         let now = shared.clock.now();
         let (reply, answer) = oneshot::channel();
         let msg = ClaimMsg {

@@ -194,7 +194,8 @@ impl Worker {
                     client: json!({}),
                     tags: Vec::new(),
                     attributes: json!({}),
-                    contact_id: None,
+                    // Created with the dialog when this event's results commit.
+                    contact_id: Some(self.shared.next_contact_id()),
                     ticket: 0,
                 },
             };
@@ -245,6 +246,7 @@ impl Worker {
             schedule: vec![],
             cancel: vec![],
             run: None,
+            contact_id: contact.id,
         };
         let inputs = Inputs {
             session: &session,
@@ -326,7 +328,14 @@ impl Worker {
             last: job.last,
         };
         let broadcast = spec.kind == JobKind::Broadcast;
-        if self.shared.is_cancelled(job.job_id) {
+        // A broadcast's delivery is not a run (its run was recorded at fan-out): it is only
+        // skipped when the job was cancelled meanwhile.
+        let go_ahead = if broadcast {
+            !self.shared.is_cancelled(job.job_id)
+        } else {
+            self.shared.start_run(job.job_id)
+        };
+        if !go_ahead {
             run.outcome = RunOutcome::Cancelled;
         } else if let Some(source) = &spec.condition {
             let scope = json!({

@@ -187,6 +187,9 @@ pub(crate) async fn run(
 
 /// Jobs a turn's scripts scheduled or cancelled, now committed.
 fn jobs_changed(shared: &Shared, h: &HandledEvent) {
+    if let Some(run) = &h.run {
+        shared.finish_run(run.job_id);
+    }
     for job in &h.schedule {
         shared.alarm.due_at(job.next_run_at);
     }

@@ -6,8 +6,8 @@
 use axum::Json;
 use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
-use herald_engine::ScheduleFailure;
 use herald_engine::jobs::{job_json, run_json};
+use herald_engine::{CancelOutcome, ScheduleFailure};
 use herald_store::{JobFilter, JobStatus};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -141,20 +141,32 @@ pub async fn cancel(
 ) -> Result<Json<Value>, ApiError> {
     known_bot(&st, &headers, &bot_id)?;
     let num = job_id(&id)?;
-    let job = st
-        .engine
-        .cancel_job(&bot_id, num)
-        .await?
-        .ok_or_else(|| ApiError::not_found(format!("no job `{id}` of bot `{bot_id}`")))?;
-    if job.status != JobStatus::Cancelled {
-        return Err(ApiError::new(
-            StatusCode::CONFLICT,
-            "job_finished",
-            format!(
-                "job {num} is already {}; only pending or periodic jobs can be cancelled",
-                job.status.as_str()
-            ),
-        ));
-    }
+    let job = match st.engine.cancel_job(&bot_id, num).await? {
+        CancelOutcome::Cancelled(job) => job,
+        CancelOutcome::NotFound => {
+            return Err(ApiError::not_found(format!(
+                "no job `{id}` of bot `{bot_id}`"
+            )));
+        }
+        CancelOutcome::RunUnderWay => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "job_running",
+                format!(
+                    "a run of job {num} is under way; it finishes first (retry to stop a periodic job's later runs)"
+                ),
+            ));
+        }
+        CancelOutcome::Finished(job) => {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                "job_finished",
+                format!(
+                    "job {num} is already {}; only pending or periodic jobs can be cancelled",
+                    job.status.as_str()
+                ),
+            ));
+        }
+    };
     Ok(Json(json!({"success": true, "job": job_json(&job)})))
 }

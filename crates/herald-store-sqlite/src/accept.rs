@@ -165,9 +165,9 @@ fn upsert_dialog(tx: &Transaction<'_>, h: &HandledEvent, now_ms: i64) -> Result<
     if let Some(ids) = found {
         return Ok(ids);
     }
-    tx.prepare_cached("INSERT INTO contacts (created_at) VALUES (?1)")
+    tx.prepare_cached("INSERT INTO contacts (id, created_at) VALUES (?1, ?2)")
         .map_err(backend)?
-        .execute(params![now_ms])
+        .execute(params![h.contact_id, now_ms])
         .map_err(backend)?;
     let contact_id = tx.last_insert_rowid();
     tx.prepare_cached(

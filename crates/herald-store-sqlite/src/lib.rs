@@ -351,10 +351,13 @@ impl Store for SqliteStore {
         let bot_id = bot_id.to_owned();
         self.pool
             .read(move |c| {
-                let Some(job) = jobs::load_job(c, &bot_id, id)? else {
+                // One snapshot: a claim committing between the two reads must not show a run
+                // the job record does not count yet.
+                let snapshot = c.unchecked_transaction().map_err(backend)?;
+                let Some(job) = jobs::load_job(&snapshot, &bot_id, id)? else {
                     return Ok(None);
                 };
-                let runs = jobs::job_runs(c, id, runs)?;
+                let runs = jobs::job_runs(&snapshot, id, runs)?;
                 Ok(Some((job, runs)))
             })
             .await
@@ -400,6 +403,7 @@ impl Store for SqliteStore {
                     dialogs: q("SELECT COALESCE(MAX(id), 0) FROM dialogs")?,
                     messages: q("SELECT COALESCE(MAX(id), 0) FROM messages")?,
                     jobs: q("SELECT COALESCE(MAX(id), 0) FROM jobs")?,
+                    contacts: q("SELECT COALESCE(MAX(id), 0) FROM contacts")?,
                 })
             })
             .await

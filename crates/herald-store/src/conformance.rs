@@ -120,6 +120,7 @@ async fn handle_all(store: &dyn Store) {
             schedule: vec![],
             cancel: vec![],
             run: None,
+            contact_id: None,
         })
         .collect();
     store.apply(handled).await.expect("apply");
@@ -290,6 +291,7 @@ async fn applying_creates_dialog_stores_replies_and_marks_handled(store: &dyn St
             schedule: vec![],
             cancel: vec![],
             run: None,
+            contact_id: None,
         }])
         .await
         .expect("apply");

@@ -134,6 +134,9 @@ pub struct HandledEvent {
     pub cancel: Vec<(String, i64)>,
     /// When the event was a job's run: its outcome.
     pub run: Option<crate::RunResult>,
+    /// The id the dialog's contact gets if the dialog is new (the engine hands out contact ids,
+    /// so a script sees `$contact.id` in the dialog's first turn). `None`: storage picks one.
+    pub contact_id: Option<i64>,
 }
 
 impl HandledEvent {
@@ -152,6 +155,7 @@ impl HandledEvent {
             schedule: Vec::new(),
             cancel: Vec::new(),
             run: None,
+            contact_id: None,
         }
     }
 }
@@ -263,4 +267,6 @@ pub struct Stats {
     pub messages: i64,
     /// The highest job id stored.
     pub jobs: i64,
+    /// The highest contact id stored.
+    pub contacts: i64,
 }

@@ -617,8 +617,6 @@ async fn condition_decides_whether_the_run_happens() {
 
 /// The condition also sees `lead`: the lead's id and tags as they are when the job is due.
 #[tokio::test]
-#[ignore = "BUG: the worker caches a new dialog with contact_id None and never learns the id \
-            (herald-engine worker.rs load/handle_event), so `lead.id` is null in the condition"]
 async fn condition_sees_the_lead() {
     let lab = lab().await;
     let lead = lab.lead("k2").await;
@@ -851,8 +849,6 @@ async fn invalid_requests_are_422_naming_the_field_and_store_nothing() {
 
 /// With two targets, the error names a field the client actually sent.
 #[tokio::test]
-#[ignore = "BUG: with two targets the error names `<kind>_id` of the second target even when \
-            the request gave `<kind>_code` (herald-engine jobs.rs target())"]
 async fn two_targets_error_names_a_field_that_was_sent() {
     let lab = lab().await;
     let lead = lab.lead("v2").await;
@@ -990,8 +986,6 @@ async fn a_job_shows_its_runs_newest_first() {
 /// `GET /bots/{bot}/jobs/{id}` is one consistent view: the job's `run_count` and `last_run` agree
 /// with its runs, even while runs are being claimed and finished.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "BUG: get_job (herald-store-sqlite lib.rs) reads the job and its runs in two statements \
-            outside a transaction, so a claim committed in between tears the view"]
 async fn a_job_and_its_runs_are_read_consistently() {
     let lab = Arc::new(lab().await);
     let lead = lab.lead("j2").await;
@@ -1218,8 +1212,6 @@ async fn cancelling_a_finished_or_unknown_job() {
 /// it was cancelled while its run completes and replies (it is either cancelled — no reply — or
 /// the cancel is refused).
 #[tokio::test]
-#[ignore = "BUG: DELETE of a one-shot job whose run already started answers 200 `cancelled`, \
-            yet the run completes, replies, and is recorded `ok` under a `cancelled` job"]
 async fn cancelling_a_job_whose_run_is_under_way_is_not_a_false_success() {
     let lab = lab_with(|s| s.script_timeout_ms = 5000).await;
     let lead = lab.lead("x4").await;
@@ -1369,8 +1361,6 @@ async fn jobs_scheduled_and_cancelled_from_a_script() {
 /// What `$jobs.schedule` returns is the job as stored: its `run_at` is the one the jobs API
 /// shows.
 #[tokio::test]
-#[ignore = "BUG: $jobs.schedule returns run_at with nanoseconds (herald-engine jobs.rs \
-            record_of) while storage keeps milliseconds"]
 async fn a_script_sees_the_run_at_that_is_stored() {
     let lab = lab().await;
     lab.lead("js4").await;
@@ -1384,8 +1374,6 @@ async fn a_script_sees_the_run_at_that_is_stored() {
 /// A job a script schedules without `lead_id` is for the dialog's contact: it is listed under
 /// that lead and its run sees `$request.leadId`.
 #[tokio::test]
-#[ignore = "BUG: the worker caches a new dialog with contact_id None and never learns the id; \
-            jobs its scripts schedule get lead_id null and their runs see $request.leadId null"]
 async fn a_job_scheduled_by_a_script_belongs_to_the_dialogs_lead() {
     let lab = lab().await;
     let lead = lab.lead("js2").await;
@@ -1477,8 +1465,6 @@ async fn contact_tags_from_scripts_persist() {
 
 /// `$contact.id` is the dialog's contact in every turn after the first.
 #[tokio::test]
-#[ignore = "BUG: the worker caches a new dialog with contact_id None and never learns the id; \
-            $contact.id stays null until the server restarts"]
 async fn contact_id_is_visible_in_later_turns() {
     let lab = lab().await;
     let lead = lab.lead("ct2").await;
