@@ -1,14 +1,16 @@
 //! `herald-bench`: benchmark programs that start a real `herald serve` and measure it.
 //!
-//! Each scenario is a subcommand implemented in its own module (`pushback` today; `jobs`,
+//! Each scenario is a subcommand implemented in its own module (`pushback` and `jobs` today;
 //! `trigger` and `broadcast` are meant to be siblings). A scenario gets a freshly started server
-//! ([`server::Server`]) with a throwaway project, drives load against it, prints human-readable
-//! numbers next to the targets, and ends with one machine-readable line `RESULT {json}`.
+//! ([`server::Server`]) with a throwaway project (`jobs` starts a fresh one per phase), drives
+//! load against it, prints human-readable numbers next to the targets, and ends with one
+//! machine-readable line `RESULT {json}`.
 //! Timings are never asserted: the exit code only reflects whether the benchmark could run.
 //!
 //! The client runs on a small tokio runtime (`--client-threads`, default 1) because the server
 //! usually shares the machine's cores with it.
 
+mod jobs;
 mod pushback;
 mod server;
 mod stats;
@@ -37,6 +39,9 @@ enum Scenario {
     /// Pushback activations: accept throughput and latency, drain rate, and accept→reply latency
     /// over the chatwidget WebSocket.
     Pushback(pushback::PushbackArgs),
+    /// Scheduled jobs: scheduling rate, execution rate and lateness with spread-out due times
+    /// and with a backlog all due at once, and server memory with many pending jobs.
+    Jobs(jobs::JobsArgs),
 }
 
 /// Options every scenario takes.
@@ -66,6 +71,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let common = match &cli.scenario {
         Scenario::Pushback(a) => a.common.clone(),
+        Scenario::Jobs(a) => a.common.clone(),
     };
     // One thread: a current-thread runtime, so the pacer, the connections and the I/O driver
     // never wake each other across threads.
@@ -86,6 +92,7 @@ fn main() -> ExitCode {
                     Scenario::Pushback(args) => {
                         with_server(&common, async |server| pushback::run(args, server).await).await
                     }
+                    Scenario::Jobs(args) => jobs::run(args).await,
                 }
             })
         });
@@ -100,9 +107,9 @@ fn main() -> ExitCode {
 
 /// Starts a server, runs `scenario` against it, and stops the server afterwards, also when the
 /// scenario fails or Ctrl-C arrives (the [`Server`] is dropped, which kills the process).
-async fn with_server<F>(common: &CommonArgs, scenario: F) -> Result<()>
+async fn with_server<T, F>(common: &CommonArgs, scenario: F) -> Result<T>
 where
-    F: AsyncFnOnce(&mut Server) -> Result<()>,
+    F: AsyncFnOnce(&mut Server) -> Result<T>,
 {
     let mut server = Server::start(&common.server_options()).await?;
     let result = tokio::select! {

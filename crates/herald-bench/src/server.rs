@@ -1,7 +1,8 @@
 //! Starting, probing and stopping a real `herald serve` process for a benchmark.
 //!
-//! [`Server::start`] writes a throwaway project into a temporary directory (one bot, `bench`, on
-//! the `chatwidget` channel, answering the event `ping` with `pong`), picks a free local port,
+//! [`Server::start`] writes a throwaway project into a temporary directory (two bots on the
+//! `chatwidget` channel: `bench`, answering the event `ping` with `pong`, and `jobs`, answering
+//! `hi` and defining the trigger `tick` that scheduled jobs run), picks a free local port,
 //! starts `herald serve --project <dir>` with its data directory inside the temporary directory,
 //! per-link rate limiting disabled and an admin token known to the bench, and waits until
 //! `GET /readyz` answers 200. The child is killed when the [`Server`] is dropped (on normal exit,
@@ -32,6 +33,26 @@ states:
     noContext: true
     event!: ping
     a: pong
+";
+
+/// Bot id of the scheduled-jobs benchmark bot.
+pub const JOBS_BOT_ID: &str = "jobs";
+/// Trigger code the jobs benchmark schedules: a trivial script that counts its runs per dialog.
+pub const JOBS_TRIGGER: &str = "tick";
+
+const JOBS_BOT_YAML: &str = "\
+name: Bench jobs
+channels:
+  chatwidget: {}
+states:
+  Hello:
+    q!: [hi]
+    a: hello
+triggers:
+  tick:
+    id: 1
+    script: |
+      $session.ticks = ($session.ticks || 0) + 1;
 ";
 
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
@@ -65,9 +86,13 @@ impl Server {
             .context("creating a temporary directory")?;
         let root = dir.path().to_path_buf();
         let project = root.join("project");
-        let bot_dir = project.join("bots").join(BOT_ID);
-        fs::create_dir_all(&bot_dir).with_context(|| format!("creating {}", bot_dir.display()))?;
-        fs::write(bot_dir.join("bot.yaml"), BOT_YAML).context("writing bot.yaml")?;
+        for (id, yaml) in [(BOT_ID, BOT_YAML), (JOBS_BOT_ID, JOBS_BOT_YAML)] {
+            let bot_dir = project.join("bots").join(id);
+            fs::create_dir_all(&bot_dir)
+                .with_context(|| format!("creating {}", bot_dir.display()))?;
+            fs::write(bot_dir.join("bot.yaml"), yaml)
+                .with_context(|| format!("writing {}/bot.yaml", bot_dir.display()))?;
+        }
         let data = root.join("data");
         let log_path = root.join("herald.log");
         let log = fs::File::create(&log_path)
@@ -140,6 +165,29 @@ impl Server {
         self.root.join("herald.log")
     }
 
+    /// The server's data directory (`HERALD_DATA_DIR`).
+    pub fn data_dir(&self) -> PathBuf {
+        self.root.join("data")
+    }
+
+    /// Bytes of all files under the data directory (the SQLite database with its WAL).
+    pub fn data_bytes(&self) -> u64 {
+        fn walk(dir: &Path) -> u64 {
+            let Ok(entries) = fs::read_dir(dir) else {
+                return 0;
+            };
+            entries
+                .flatten()
+                .map(|e| match e.metadata() {
+                    Ok(m) if m.is_dir() => walk(&e.path()),
+                    Ok(m) => m.len(),
+                    Err(_) => 0,
+                })
+                .sum()
+        }
+        walk(&self.data_dir())
+    }
+
     /// Keeps the temporary directory after exit (so the log can be read) and says where it is.
     pub fn keep_for_inspection(&mut self) {
         self.keep_data = true;
@@ -171,6 +219,9 @@ impl Server {
         Some(Memory {
             rss_kib: field("VmRSS:")?,
             peak_rss_kib: field("VmHWM:").unwrap_or(0),
+            anon_kib: field("RssAnon:").unwrap_or(0),
+            file_kib: field("RssFile:").unwrap_or(0),
+            shmem_kib: field("RssShmem:").unwrap_or(0),
         })
     }
 
@@ -236,6 +287,11 @@ impl Drop for Server {
 pub struct Memory {
     pub rss_kib: u64,
     pub peak_rss_kib: u64,
+    /// The parts of `rss_kib`: anonymous memory (heap, stacks), file-backed mappings, and
+    /// shared memory (such as SQLite's WAL index).
+    pub anon_kib: u64,
+    pub file_kib: u64,
+    pub shmem_kib: u64,
 }
 
 /// GET `/api/v1/admin/stats`, reduced to the event counters.

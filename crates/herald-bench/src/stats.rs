@@ -175,6 +175,11 @@ impl Table {
             .push((metric.to_owned(), measured, unit.to_owned(), target));
     }
 
+    /// Appends the rows of `other`.
+    pub fn extend(&mut self, other: Table) {
+        self.rows.extend(other.rows);
+    }
+
     pub fn render(&self) -> String {
         let measured: Vec<String> = self
             .rows

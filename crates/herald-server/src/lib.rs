@@ -139,6 +139,17 @@ pub fn spawn_housekeeping(state: &AppState) {
             }
         });
     }
+    // The recorder buffers histogram samples until upkeep folds them into its summaries; without
+    // it every recorded sample stays in memory.
+    if let Some(handle) = ops::prometheus().clone() {
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(5));
+            loop {
+                tick.tick().await;
+                handle.run_upkeep();
+            }
+        });
+    }
     let store = state.engine.shared().store.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
