@@ -1057,7 +1057,8 @@ impl Bench {
         loop {
             server.check_alive()?;
             let runs = self.runs_total().await?.saturating_sub(before);
-            if runs != seen {
+            // Before the last due time nothing counts as a stall: the stall clock starts then.
+            if runs != seen || now_ms() <= last_due_ms {
                 seen = runs;
                 last_change = Instant::now();
             }
