@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_script::Host;
-use herald_store::{DialogKey, JobKind, JobStatus, NewJob};
+use herald_store::{DialogKey, JobStatus, NewJob};
 use serde_json::{Map, Value, json};
 
 use crate::Shared;
@@ -234,35 +234,20 @@ impl Host for WorkerHost {
     }
 
     fn schedule_job(&self, args: &Value) -> Result<Value, String> {
-        let bot_id = &self.dialog.bot_id;
-        let bot = self
-            .shared
-            .project
-            .bots
-            .get(bot_id)
-            .ok_or_else(|| format!("$jobs.schedule: no bot `{bot_id}`"))?;
-        let now = self.shared.clock.now();
-        let mut planned =
-            crate::jobs::plan(bot, args, now).map_err(|e| format!("$jobs.schedule: {e}"))?;
-        let dialog = match (planned.spec.kind, planned.spec.lead_id) {
-            (JobKind::Broadcast, _) => None,
-            (_, Some(lead)) if Some(lead) != self.contact_id => Some(
-                self.handle
-                    .block_on(self.shared.store.lead_dialog(lead, bot_id))
-                    .map_err(|e| format!("$jobs.schedule: {e}"))?
-                    .ok_or_else(|| {
-                        format!(
-                            "$jobs.schedule: lead_id: contact {lead} has no dialog with bot `{bot_id}`"
-                        )
-                    })?,
-            ),
-            // No lead given: the job runs in this dialog, for its contact.
-            _ => {
-                planned.spec.lead_id = self.contact_id;
-                Some(self.dialog.clone())
-            }
+        let here = crate::jobs::Here {
+            dialog: &self.dialog,
+            contact_id: self.contact_id,
         };
-        let job = planned.into_job(self.shared.next_job_id(), bot_id, dialog, now, "script");
+        let job = self
+            .handle
+            .block_on(crate::jobs::new_job(
+                &self.shared,
+                &self.dialog.bot_id,
+                args,
+                Some(here),
+                "script",
+            ))
+            .map_err(|e| format!("$jobs.schedule: {e}"))?;
         let shown = crate::jobs::job_json(&crate::jobs::record_of(&job));
         self.scheduled.borrow_mut().push(job);
         Ok(shown)

@@ -336,6 +336,63 @@ fn schedule_in(t: &JobTiming) -> ScheduleIn<'_> {
     }
 }
 
+/// Where a script schedules from: its dialog and that dialog's contact.
+pub(crate) struct Here<'a> {
+    pub dialog: &'a DialogKey,
+    pub contact_id: Option<i64>,
+}
+
+/// Validates a schedule request of `bot_id` and decides where the job runs: a broadcast in no
+/// one dialog, a job with `lead_id` in that lead's most recent dialog with the bot, a job
+/// without one in `here` (a script's own dialog) — and without `here`, `lead_id` is required.
+/// The job gets its id; it is not stored.
+pub(crate) async fn new_job(
+    shared: &crate::Shared,
+    bot_id: &str,
+    body: &Value,
+    here: Option<Here<'_>>,
+    source: &str,
+) -> Result<NewJob, crate::ScheduleFailure> {
+    let bot = shared
+        .project
+        .bots
+        .get(bot_id)
+        .ok_or_else(|| JobError::new("botId", format!("no bot `{bot_id}`")))?;
+    let now = shared.clock.now();
+    let mut planned = plan(bot, body, now)?;
+    let dialog = match (planned.spec.kind, planned.spec.lead_id, here) {
+        (JobKind::Broadcast, _, _) => None,
+        (_, Some(lead), here) if here.as_ref().is_none_or(|h| h.contact_id != Some(lead)) => {
+            let found = shared
+                .store
+                .lead_dialog(lead, bot_id)
+                .await
+                .map_err(crate::EngineError::Store)?;
+            Some(found.ok_or_else(|| {
+                JobError::new(
+                    "lead_id",
+                    format!("contact {lead} has no dialog with bot `{bot_id}`"),
+                )
+            })?)
+        }
+        (_, _, Some(h)) => {
+            planned.spec.lead_id = h.contact_id;
+            Some(h.dialog.clone())
+        }
+        (kind, _, None) => {
+            return Err(JobError::new(
+                "lead_id",
+                format!(
+                    "a {} job runs in a lead's dialog: lead_id is required",
+                    kind.as_str()
+                ),
+            )
+            .into());
+        }
+    };
+    Ok(planned.into_job(shared.next_job_id(), bot_id, dialog, now, source))
+}
+
 impl Planned {
     pub fn into_job(
         self,

@@ -349,41 +349,7 @@ impl Engine {
         bot_id: &str,
         body: &serde_json::Value,
     ) -> Result<JobRecord, ScheduleFailure> {
-        let bot = self
-            .shared
-            .project
-            .bots
-            .get(bot_id)
-            .ok_or_else(|| JobError::new("botId", format!("no bot `{bot_id}`")))?;
-        let now = self.shared.clock.now();
-        let planned = jobs::plan(bot, body, now)?;
-        let dialog = match planned.spec.lead_id {
-            Some(lead) => Some(
-                self.shared
-                    .store
-                    .lead_dialog(lead, bot_id)
-                    .await
-                    .map_err(EngineError::Store)?
-                    .ok_or_else(|| {
-                        JobError::new(
-                            "lead_id",
-                            format!("contact {lead} has no dialog with bot `{bot_id}`"),
-                        )
-                    })?,
-            ),
-            None if planned.spec.kind == herald_store::JobKind::Broadcast => None,
-            None => {
-                return Err(JobError::new(
-                    "lead_id",
-                    format!(
-                        "a {} job runs in a lead's dialog: lead_id is required",
-                        planned.spec.kind.as_str()
-                    ),
-                )
-                .into());
-            }
-        };
-        let job = planned.into_job(self.shared.next_job_id(), bot_id, dialog, now, "api");
+        let job = jobs::new_job(&self.shared, bot_id, body, None, "api").await?;
         match self.accept(AcceptItem::Schedule(Box::new(job))).await? {
             AcceptOutcome::Job(r) => Ok(*r),
             other => Err(EngineError::Startup(format!(
