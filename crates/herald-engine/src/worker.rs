@@ -234,19 +234,9 @@ impl Worker {
             ts: now,
         });
         let mut handled = HandledEvent {
-            seq,
-            dialog: key.clone(),
-            state: state_before.clone(),
-            session: session.clone(),
-            client: None,
             incoming,
-            replies: vec![],
-            raise: vec![],
-            tags: None,
-            schedule: vec![],
-            cancel: vec![],
-            run: None,
             contact_id: contact.id,
+            ..HandledEvent::unchanged(seq, key.clone(), state_before.clone(), session.clone())
         };
         let inputs = Inputs {
             session: &session,

@@ -273,24 +273,18 @@ impl Turn<'_> {
             kind: ErrorKind::Exception,
             message: format!("unknown snippet {}", id.0),
         })?;
-        self.deadline.set(Some(Instant::now() + self.limits.time));
-        let result = self.bot.ctx.with(|ctx| {
-            let r = func
-                .clone()
-                .restore(&ctx)
-                .and_then(|func| func.call::<_, rquickjs::Value>(()))
-                .and_then(|v| f(&ctx, v));
-            r.map_err(|e| {
-                let timed_out = self.deadline.get().is_some_and(|t| Instant::now() >= t);
-                let (message, _) = check::exception_details(&ctx, e);
-                classify(message, timed_out)
-            })
-        });
-        self.deadline.set(None);
-        if result.is_err() {
-            self.rt.run_gc();
-        }
-        result
+        timed(
+            &self.bot.ctx,
+            self.rt,
+            self.deadline,
+            self.limits.time,
+            |ctx| {
+                func.clone()
+                    .restore(ctx)
+                    .and_then(|func| func.call::<_, rquickjs::Value>(()))
+                    .and_then(|v| f(ctx, v))
+            },
+        )
     }
 
     /// Runs a `script:` body; returns what it asked of `$reactions`, in order.
@@ -329,37 +323,24 @@ impl Turn<'_> {
         Ok(s)
     }
 
-    /// Ends the turn: reads back `$session` and `$client`.
+    /// Ends the turn: reads back `$session`, `$client` and `$contact.tags`.
     pub fn finish(self) -> Result<TurnState, ScriptError> {
         *self.host.borrow_mut() = None;
         if !self.prepared {
             return Ok(TurnState {
                 session: self.input.session.clone(),
                 client: self.input.client.clone(),
-                tags: tags_of(self.input.contact),
+                tags: tag_list(&self.input.contact["tags"]),
             });
         }
-        let read = |ctx: &Ctx<'_>, name: &str| -> rquickjs::Result<Value> {
-            let v: rquickjs::Value = ctx.globals().get(name)?;
-            let text = ctx.json_stringify(v)?.map(|s| s.to_string()).transpose()?;
-            Ok(text
-                .and_then(|t| serde_json::from_str(&t).ok())
-                .unwrap_or(Value::Null))
-        };
         self.bot
             .ctx
             .with(|ctx| {
-                let session = read(&ctx, "$session")?;
-                let client = read(&ctx, "$client")?;
-                let contact: Object = ctx.globals().get("$contact")?;
-                let tags: rquickjs::Value = contact.get("tags")?;
-                let tags = ctx
-                    .json_stringify(tags)?
-                    .map(|s| s.to_string())
-                    .transpose()?
-                    .and_then(|t| serde_json::from_str::<Value>(&t).ok())
-                    .map(|v| tags_of(&json_obj("tags", v)))
-                    .unwrap_or_default();
+                let g = ctx.globals();
+                let session = to_json(&ctx, g.get("$session")?)?;
+                let client = to_json(&ctx, g.get("$client")?)?;
+                let contact: Object = g.get("$contact")?;
+                let tags = tag_list(&to_json(&ctx, contact.get("tags")?)?);
                 Ok(TurnState {
                     session,
                     client,
@@ -373,15 +354,18 @@ impl Turn<'_> {
     }
 }
 
-/// The string tags of `{tags: [...]}`, deduplicated, in order.
-fn tags_of(contact: &Value) -> Vec<String> {
+/// A script value as JSON (`null` for what JSON cannot express).
+fn to_json<'js>(ctx: &Ctx<'js>, v: rquickjs::Value<'js>) -> rquickjs::Result<Value> {
+    let text = ctx.json_stringify(v)?.map(|s| s.to_string()).transpose()?;
+    Ok(text
+        .and_then(|t| serde_json::from_str(&t).ok())
+        .unwrap_or(Value::Null))
+}
+
+/// The non-empty string tags of a JSON list, trimmed and deduplicated, in order.
+fn tag_list(list: &Value) -> Vec<String> {
     let mut out: Vec<String> = Vec::new();
-    for t in contact
-        .get("tags")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for t in list.as_array().into_iter().flatten() {
         if let Some(t) = t.as_str().map(str::trim).filter(|t| !t.is_empty())
             && !out.iter().any(|o| o == t)
         {
@@ -389,12 +373,6 @@ fn tags_of(contact: &Value) -> Vec<String> {
         }
     }
     out
-}
-
-fn json_obj(key: &str, v: Value) -> Value {
-    let mut m = serde_json::Map::new();
-    m.insert(key.to_owned(), v);
-    Value::Object(m)
 }
 
 impl Sandbox {
@@ -432,34 +410,54 @@ impl Sandbox {
                 f
             }
         };
-        self.deadline.set(Some(Instant::now() + self.limits.time));
-        let deadline = self.deadline.clone();
-        let result = bot.ctx.with(|ctx| {
-            let r = ctx
-                .json_parse(scope.to_string())
-                .and_then(|scope| {
-                    let scope: Object = scope.into_object().ok_or(rquickjs::Error::Unknown)?;
-                    let args = (
-                        scope.get::<_, rquickjs::Value>("leadId")?,
-                        scope.get::<_, rquickjs::Value>("ticketId")?,
-                        scope.get::<_, rquickjs::Value>("params")?,
-                        scope.get::<_, rquickjs::Value>("lead")?,
-                    );
-                    func.clone().restore(&ctx)?.call::<_, rquickjs::Value>(args)
-                })
-                .map(|v| v.as_bool() == Some(true));
-            r.map_err(|e| {
-                let timed_out = deadline.get().is_some_and(|t| Instant::now() >= t);
-                let (message, _) = check::exception_details(&ctx, e);
-                classify(message, timed_out)
-            })
-        });
-        self.deadline.set(None);
-        if result.is_err() {
-            self.rt.run_gc();
-        }
-        result
+        timed(
+            &bot.ctx,
+            &self.rt,
+            &self.deadline,
+            self.limits.time,
+            |ctx| {
+                let scope: Object = ctx
+                    .json_parse(scope.to_string())?
+                    .into_object()
+                    .ok_or(rquickjs::Error::Unknown)?;
+                let args = (
+                    scope.get::<_, rquickjs::Value>("leadId")?,
+                    scope.get::<_, rquickjs::Value>("ticketId")?,
+                    scope.get::<_, rquickjs::Value>("params")?,
+                    scope.get::<_, rquickjs::Value>("lead")?,
+                );
+                let v = func
+                    .clone()
+                    .restore(ctx)?
+                    .call::<_, rquickjs::Value>(args)?;
+                Ok(v.as_bool() == Some(true))
+            },
+        )
     }
+}
+
+/// Runs `f` in `ctx` within the time budget `limit`: an exception, a timeout or an allocation
+/// failure becomes a classified [`ScriptError`], and garbage is collected after a failure.
+fn timed<T>(
+    ctx: &Context,
+    rt: &Runtime,
+    deadline: &Cell<Option<Instant>>,
+    limit: Duration,
+    f: impl for<'js> FnOnce(&Ctx<'js>) -> rquickjs::Result<T>,
+) -> Result<T, ScriptError> {
+    deadline.set(Some(Instant::now() + limit));
+    let result = ctx.with(|ctx| {
+        f(&ctx).map_err(|e| {
+            let timed_out = deadline.get().is_some_and(|t| Instant::now() >= t);
+            let (message, _) = check::exception_details(&ctx, e);
+            classify(message, timed_out)
+        })
+    });
+    deadline.set(None);
+    if result.is_err() {
+        rt.run_gc();
+    }
+    result
 }
 
 /// A job condition as a function of its scope.
