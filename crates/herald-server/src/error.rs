@@ -32,13 +32,31 @@ impl ApiError {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
     }
     pub fn invalid_field(field: &str, message: impl Into<String>) -> Self {
-        let message = message.into();
+        Self::field_error(
+            StatusCode::BAD_REQUEST,
+            "invalid_field",
+            field,
+            message.into(),
+        )
+    }
+    /// 422 `validation_failed`: a well-formed request whose `field` has a value we cannot use.
+    /// The message always starts with `field: `.
+    pub fn unprocessable(field: &str, message: impl std::fmt::Display) -> Self {
+        Self::field_error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            field,
+            format!("{field}: {message}"),
+        )
+    }
+    /// An error naming `field` in its message (prefixed unless already there) and details.
+    fn field_error(status: StatusCode, code: &'static str, field: &str, message: String) -> Self {
         let message = if message.contains(field) {
             message
         } else {
             format!("{field}: {message}")
         };
-        let mut e = Self::new(StatusCode::BAD_REQUEST, "invalid_field", message);
+        let mut e = Self::new(status, code, message);
         e.details = Some(json!({ "field": field }));
         e
     }

@@ -29,16 +29,6 @@ fn known_bot(st: &AppState, headers: &HeaderMap, bot_id: &str) -> Result<(), Api
     Ok(())
 }
 
-fn invalid(field: &str, message: &str) -> ApiError {
-    let mut e = ApiError::new(
-        StatusCode::UNPROCESSABLE_ENTITY,
-        "validation_failed",
-        format!("{field}: {message}"),
-    );
-    e.details = Some(json!({ "field": field }));
-    e
-}
-
 fn job_id(raw: &str) -> Result<i64, ApiError> {
     raw.parse()
         .map_err(|_| ApiError::not_found(format!("no job `{raw}`")))
@@ -56,7 +46,7 @@ pub async fn schedule(
             StatusCode::CREATED,
             Json(json!({"success": true, "job": job_json(&job)})),
         )),
-        Err(ScheduleFailure::Invalid(e)) => Err(invalid(&e.field, &e.message)),
+        Err(ScheduleFailure::Invalid(e)) => Err(ApiError::unprocessable(&e.field, e.message)),
         Err(ScheduleFailure::Engine(e)) => Err(e.into()),
     }
 }
