@@ -9,12 +9,12 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::ADMIN;
+use common::process::ChildServer;
 use futures_util::StreamExt;
 use herald_engine::Clock;
 use serde_json::{Value, json};
@@ -50,107 +50,13 @@ triggers:
     )
 }
 
-/// A `herald serve` child process; SIGKILLed and reaped on drop.
-struct Server {
-    child: Child,
-    base: String,
-    log: PathBuf,
+/// Queries of this test on top of the shared child server.
+trait Ticker {
+    async fn all_jobs(&self, http: &reqwest::Client) -> Vec<Value>;
+    async fn messages(&self, http: &reqwest::Client) -> usize;
 }
 
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn spawn(project: &Path, data: &Path, log: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("open log");
-        let err = out.try_clone().expect("clone log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("HERALD_") {
-                cmd.env_remove(k);
-            }
-        }
-        let child = cmd
-            .arg("serve")
-            .arg("--project")
-            .arg(project)
-            .env("HERALD_LISTEN", format!("127.0.0.1:{port}"))
-            .env("HERALD_DATA_DIR", data)
-            .env("HERALD_ADMIN_TOKEN", ADMIN)
-            .env("HERALD_LOG", "warn")
-            .current_dir(data)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("spawn herald");
-        Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log: log.to_owned(),
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn wait_ready(&mut self, http: &reqwest::Client) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "herald exited ({status}) before it was ready; its log:\n{}",
-                    self.log_text()
-                );
-            }
-            if let Ok(r) = http.get(format!("{}/readyz", self.base)).send().await
-                && r.status().is_success()
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "herald not ready after 60 s; its log:\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn get(&self, http: &reqwest::Client, path: &str) -> (u16, Value) {
-        let r = http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}; herald log:\n{}", self.log_text()));
-        common::status_json(r).await
-    }
-
-    async fn post(&self, http: &reqwest::Client, path: &str, body: &Value) -> (u16, Value) {
-        let r = http
-            .post(format!("{}{path}", self.base))
-            .bearer_auth(ADMIN)
-            .json(body)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("POST {path}: {e}; herald log:\n{}", self.log_text()));
-        common::status_json(r).await
-    }
-
+impl Ticker for ChildServer {
     /// Every job of the bot, newest first, following `next_before`.
     async fn all_jobs(&self, http: &reqwest::Client) -> Vec<Value> {
         let mut jobs = Vec::new();
@@ -218,7 +124,12 @@ async fn scenario() {
         .build()
         .expect("client");
 
-    let mut first = Server::spawn(project.path(), data.path(), &logs.path().join("first.log"));
+    let mut first = ChildServer::spawn(
+        project.path(),
+        data.path(),
+        &logs.path().join("first.log"),
+        &[],
+    );
     first.wait_ready(&http).await;
 
     // The leads: one dialog each.
@@ -306,7 +217,12 @@ async fn scenario() {
          backlog bigger or slower"
     );
 
-    let mut second = Server::spawn(project.path(), data.path(), &logs.path().join("second.log"));
+    let mut second = ChildServer::spawn(
+        project.path(),
+        data.path(),
+        &logs.path().join("second.log"),
+        &[],
+    );
     second.wait_ready(&http).await;
     let restarted = Instant::now();
     let deadline = restarted + Duration::from_secs(120);

@@ -8,14 +8,14 @@
 mod common;
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::ADMIN;
-use serde_json::{Value, json};
+use common::process::ChildServer;
+use serde_json::json;
 
 const BOT: &str = r#"name: Bench
 channels:
@@ -27,101 +27,11 @@ states:
     a: "pong {{ $request.rawRequest.eventData.n }}"
 "#;
 
+/// Activations come faster than the per-link rate limit allows.
+const NO_RATE_LIMIT: &[(&str, &str)] = &[("HERALD_PUSHBACK_RATE_LIMIT", "0")];
+
 const DIALOGS: usize = 50;
 const TASKS: usize = 16;
-
-/// A `herald serve` child process; SIGKILLed and reaped on drop.
-struct Server {
-    child: Child,
-    base: String,
-    log: PathBuf,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Server {
-    fn spawn(project: &Path, data: &Path, log: &Path) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let out = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(log)
-            .expect("open log");
-        let err = out.try_clone().expect("clone log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
-        // Settings reject unknown HERALD_* variables: start from a clean slate.
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("HERALD_") {
-                cmd.env_remove(k);
-            }
-        }
-        let child = cmd
-            .arg("serve")
-            .arg("--project")
-            .arg(project)
-            .env("HERALD_LISTEN", format!("127.0.0.1:{port}"))
-            .env("HERALD_DATA_DIR", data)
-            .env("HERALD_ADMIN_TOKEN", ADMIN)
-            .env("HERALD_PUSHBACK_RATE_LIMIT", "0")
-            .env("HERALD_LOG", "warn")
-            .current_dir(data)
-            .stdin(Stdio::null())
-            .stdout(out)
-            .stderr(err)
-            .spawn()
-            .expect("spawn herald");
-        Self {
-            child,
-            base: format!("http://127.0.0.1:{port}"),
-            log: log.to_owned(),
-        }
-    }
-
-    fn log_text(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    async fn wait_ready(&mut self, http: &reqwest::Client) {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                panic!(
-                    "herald exited ({status}) before it was ready; its log:\n{}",
-                    self.log_text()
-                );
-            }
-            if let Ok(r) = http.get(format!("{}/readyz", self.base)).send().await
-                && r.status().is_success()
-            {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "herald not ready after 60 s; its log:\n{}",
-                self.log_text()
-            );
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    }
-
-    async fn get(&self, http: &reqwest::Client, path: &str) -> (u16, Value) {
-        let r = http
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(ADMIN)
-            .send()
-            .await
-            .unwrap_or_else(|e| panic!("GET {path}: {e}; herald log:\n{}", self.log_text()));
-        common::status_json(r).await
-    }
-}
 
 /// One activation as the client saw it.
 struct Issued {
@@ -187,7 +97,12 @@ async fn scenario() {
         .build()
         .expect("client");
 
-    let mut first = Server::spawn(project.path(), data.path(), &logs.path().join("first.log"));
+    let mut first = ChildServer::spawn(
+        project.path(),
+        data.path(),
+        &logs.path().join("first.log"),
+        NO_RATE_LIMIT,
+    );
     first.wait_ready(&http).await;
 
     // One pushback per dialog.
@@ -254,7 +169,12 @@ async fn scenario() {
         first.log_text()
     );
 
-    let mut second = Server::spawn(project.path(), data.path(), &logs.path().join("second.log"));
+    let mut second = ChildServer::spawn(
+        project.path(),
+        data.path(),
+        &logs.path().join("second.log"),
+        NO_RATE_LIMIT,
+    );
     second.wait_ready(&http).await;
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut pending_at_restart = None;

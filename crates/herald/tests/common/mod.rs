@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
+pub mod process;
+
 use herald::{Running, Settings, launch};
 use serde_json::{Value, json};
 

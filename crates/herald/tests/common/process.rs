@@ -1,0 +1,116 @@
+//! A `herald serve` child process for crash tests: the real binary, killed with SIGKILL.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::ADMIN;
+
+/// A `herald serve` child process; SIGKILLed and reaped on drop.
+pub struct ChildServer {
+    /// The process; tests SIGKILL it with `child.kill()`.
+    pub child: Child,
+    pub base: String,
+    log: PathBuf,
+}
+
+impl Drop for ChildServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl ChildServer {
+    /// Starts `herald serve` on a free port with the admin token [`ADMIN`], logging to `log`;
+    /// `env` adds settings (`HERALD_*`).
+    pub fn spawn(project: &Path, data: &Path, log: &Path, env: &[(&str, &str)]) -> Self {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let out = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .expect("open log");
+        let err = out.try_clone().expect("clone log");
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
+        // Settings reject unknown HERALD_* variables: start from a clean slate.
+        for (k, _) in std::env::vars_os() {
+            if k.to_string_lossy().starts_with("HERALD_") {
+                cmd.env_remove(k);
+            }
+        }
+        let child = cmd
+            .arg("serve")
+            .arg("--project")
+            .arg(project)
+            .env("HERALD_LISTEN", format!("127.0.0.1:{port}"))
+            .env("HERALD_DATA_DIR", data)
+            .env("HERALD_ADMIN_TOKEN", ADMIN)
+            .env("HERALD_LOG", "warn")
+            .envs(env.iter().copied())
+            .current_dir(data)
+            .stdin(Stdio::null())
+            .stdout(out)
+            .stderr(err)
+            .spawn()
+            .expect("spawn herald");
+        Self {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+            log: log.to_owned(),
+        }
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub async fn wait_ready(&mut self, http: &reqwest::Client) {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                panic!(
+                    "herald exited ({status}) before it was ready; its log:\n{}",
+                    self.log_text()
+                );
+            }
+            if let Ok(r) = http.get(format!("{}/readyz", self.base)).send().await
+                && r.status().is_success()
+            {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "herald not ready after 60 s; its log:\n{}",
+                self.log_text()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    pub async fn get(&self, http: &reqwest::Client, path: &str) -> (u16, Value) {
+        let r = http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(ADMIN)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("GET {path}: {e}; herald log:\n{}", self.log_text()));
+        super::status_json(r).await
+    }
+
+    pub async fn post(&self, http: &reqwest::Client, path: &str, body: &Value) -> (u16, Value) {
+        let r = http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(ADMIN)
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|e| panic!("POST {path}: {e}; herald log:\n{}", self.log_text()));
+        super::status_json(r).await
+    }
+}
