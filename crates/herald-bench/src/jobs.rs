@@ -48,15 +48,13 @@ use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1;
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Method, Request, Uri};
-use hyper_util::rt::TokioIo;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
-use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 
+use crate::client::{Sender, connect, get_json, reconnect};
 use crate::server::{ADMIN_TOKEN, JOBS_BOT_ID, JOBS_TRIGGER, Server};
 use crate::stats::{ErrorTally, LatencyHist, LatencySummary, Table, Target, per_sec, round3};
 use crate::{CommonArgs, with_server};
@@ -588,22 +586,6 @@ impl Bench {
         })
     }
 
-    async fn get_json(&self, url: &str) -> Result<Value> {
-        let resp = self
-            .admin
-            .get(url)
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .with_context(|| format!("GET {url}"))?;
-        let status = resp.status();
-        let body = resp.text().await.with_context(|| format!("GET {url}"))?;
-        if !status.is_success() {
-            bail!("GET {url} -> {status}: {body}");
-        }
-        serde_json::from_str(&body).with_context(|| format!("GET {url}: not JSON: {body}"))
-    }
-
     async fn metrics(&self) -> Result<String> {
         let url = format!("{}/metrics", self.base);
         let resp = self
@@ -675,22 +657,10 @@ async fn create_leads(admin: &reqwest::Client, base: &str, n: u32) -> Result<Vec
                 bail!("POST {url} -> {status}: {body}");
             }
             let url = format!("{base}/api/v1/bots/{JOBS_BOT_ID}/dialogs/{chat}");
-            let resp = admin
-                .get(&url)
-                .bearer_auth(ADMIN_TOKEN)
-                .send()
-                .await
-                .with_context(|| format!("GET {url}"))?;
-            let status = resp.status();
-            let body = resp.text().await.unwrap_or_default();
-            if !status.is_success() {
-                bail!("GET {url} -> {status}: {body}");
-            }
-            let v: Value =
-                serde_json::from_str(&body).with_context(|| format!("GET {url}: {body}"))?;
+            let v = get_json(admin, &url).await?;
             v.get("contactId")
                 .and_then(Value::as_i64)
-                .with_context(|| format!("GET {url}: no numeric contactId in {body}"))
+                .with_context(|| format!("GET {url}: no numeric contactId in {v}"))
         })
         .buffered(LEAD_CONCURRENCY)
         .try_collect()
@@ -958,33 +928,6 @@ async fn progress_printer(done: Arc<AtomicU64>, start: Instant, stop: Arc<Atomic
 // ---------------------------------------------------------------------------------------------
 // Raw HTTP/1.1 client for schedule requests.
 
-type Sender = http1::SendRequest<Full<Bytes>>;
-
-async fn connect(addr: SocketAddr) -> Result<Sender> {
-    let tcp = TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("connecting to {addr}"))?;
-    tcp.set_nodelay(true)?;
-    let (sender, conn) = http1::handshake(TokioIo::new(tcp))
-        .await
-        .context("HTTP/1.1 handshake")?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
-}
-
-/// Replaces a broken connection, retrying until it works or `deadline` passes.
-async fn reconnect(addr: SocketAddr, deadline: Instant) -> Option<Sender> {
-    while Instant::now() < deadline {
-        if let Ok(s) = connect(addr).await {
-            return Some(s);
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    None
-}
-
 /// Sends `POST /bots/jobs/jobs/schedule` with `body` and reads the whole response: the status
 /// and body, or the failure kind (`io`, `timeout`); and the instant the request was handed to
 /// the connection.
@@ -1119,7 +1062,7 @@ impl Bench {
                 "{}/bots/{JOBS_BOT_ID}/jobs?limit={PAGE}&before={before}",
                 self.base
             );
-            let page: JobPage = serde_json::from_value(self.get_json(&url).await?)
+            let page: JobPage = serde_json::from_value(get_json(&self.admin, &url).await?)
                 .with_context(|| format!("GET {url}: unexpected shape"))?;
             runs.pages += 1;
             for job in &page.jobs {

@@ -10,6 +10,7 @@
 //! The client runs on a small tokio runtime (`--client-threads`, default 1) because the server
 //! usually shares the machine's cores with it.
 
+mod client;
 mod jobs;
 mod pushback;
 mod server;

@@ -28,10 +28,8 @@ use bytes::Bytes;
 use clap::Args;
 use futures_util::{SinkExt, StreamExt, TryStreamExt, stream};
 use http_body_util::{BodyExt, Full};
-use hyper::client::conn::http1;
 use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Method, Request, Uri};
-use hyper_util::rt::TokioIo;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -42,6 +40,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::CommonArgs;
+use crate::client::{Sender, connect, reconnect};
 use crate::server::{ADMIN_TOKEN, BOT_ID, EventStats, Server, event_stats};
 use crate::stats::{ErrorTally, LatencyHist, Table, Target, per_sec, round3};
 
@@ -468,22 +467,6 @@ async fn create_pushbacks(
 // ---------------------------------------------------------------------------------------------
 // Raw HTTP/1.1 activation client.
 
-type Sender = http1::SendRequest<Full<Bytes>>;
-
-async fn connect(addr: SocketAddr) -> Result<Sender> {
-    let tcp = TcpStream::connect(addr)
-        .await
-        .with_context(|| format!("connecting to {addr}"))?;
-    tcp.set_nodelay(true)?;
-    let (sender, conn) = http1::handshake(TokioIo::new(tcp))
-        .await
-        .context("HTTP/1.1 handshake")?;
-    tokio::spawn(async move {
-        let _ = conn.await;
-    });
-    Ok(sender)
-}
-
 /// Result of one activation request.
 enum Outcome {
     Status(u16),
@@ -535,17 +518,6 @@ async fn activate(
         Err(_) => Outcome::Timeout,
     };
     (outcome, sent)
-}
-
-/// Replaces a broken connection, retrying until it works or `deadline` passes.
-async fn reconnect(addr: SocketAddr, deadline: Instant) -> Option<Sender> {
-    while Instant::now() < deadline {
-        if let Ok(s) = connect(addr).await {
-            return Some(s);
-        }
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    None
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -305,24 +305,13 @@ pub struct EventStats {
 /// Fetches the server's event counters (`pending` defaults to `accepted - handled`).
 pub async fn event_stats(client: &reqwest::Client, base_url: &str) -> Result<EventStats> {
     let url = format!("{base_url}/api/v1/admin/stats");
-    let resp = client
-        .get(&url)
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .with_context(|| format!("GET {url}"))?;
-    let status = resp.status();
-    let body = resp.text().await.unwrap_or_default();
-    if !status.is_success() {
-        bail!("GET {url} -> {status}: {body}");
-    }
-    let v: Value = serde_json::from_str(&body).with_context(|| format!("GET {url}: {body}"))?;
+    let v = crate::client::get_json(client, &url).await?;
     let events = v
         .get("events")
-        .with_context(|| format!("GET {url}: no `events` object in {body}"))?;
+        .with_context(|| format!("GET {url}: no `events` object in {v}"))?;
     let num = |k: &str| events.get(k).and_then(Value::as_u64);
-    let accepted = num("accepted").with_context(|| format!("no events.accepted in {body}"))?;
-    let handled = num("handled").with_context(|| format!("no events.handled in {body}"))?;
+    let accepted = num("accepted").with_context(|| format!("no events.accepted in {v}"))?;
+    let handled = num("handled").with_context(|| format!("no events.handled in {v}"))?;
     let pending = num("pending").unwrap_or(accepted.saturating_sub(handled));
     Ok(EventStats {
         accepted,
