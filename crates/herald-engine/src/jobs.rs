@@ -4,7 +4,7 @@
 //! [`NewJob`]. Every error names the field at fault.
 
 use herald_core::BotDef;
-use herald_core::schedule::{self, ScheduleIn};
+use herald_core::schedule::{self, ScheduleIn, Timing};
 use herald_store::{DialogKey, JobKind, JobPlanner, JobSpec, JobTiming, NewJob};
 use jiff::Timestamp;
 use serde_json::{Map, Value};
@@ -499,8 +499,22 @@ impl JobPlanner for Planner {
         due: Timestamp,
         now: Timestamp,
     ) -> Option<Timestamp> {
-        if !timing.is_periodic && timing.cron.is_none() {
-            return None;
+        // This runs inside the claim transaction: a period job needs only its period; only a
+        // cron job needs its expression and zone parsed again.
+        match (
+            timing.cron.as_ref(),
+            timing.is_periodic,
+            timing.run_after_sec,
+        ) {
+            (None, false, _) => return None,
+            (None, true, Some(secs)) => {
+                let every = Timing::Every {
+                    first: due,
+                    every: jiff::SignedDuration::from_secs(secs),
+                };
+                return schedule::next_due(&every, due, now);
+            }
+            _ => {}
         }
         match schedule::timing(&schedule_in(timing), due) {
             Ok(t) => schedule::next_due(&t, due, now),
