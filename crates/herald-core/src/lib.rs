@@ -9,6 +9,7 @@
 //! - [`matching`] picks the state whose trigger matches a user text or an event.
 //! - [`project`] loads every bot of a project directory at once, collecting all diagnostics.
 //! - [`diag`] is the shape of every load error: file, line, column, message and a hint.
+//! - [`workflow`] turns one `workflows/<id>.yaml` into a notification workflow.
 //! - [`text`] holds the text normalization shared by the loader and the matcher.
 
 pub mod bot;
@@ -18,6 +19,7 @@ pub mod matching;
 pub mod project;
 pub mod schedule;
 pub mod text;
+pub mod workflow;
 
 pub use bot::model::{BotDef, StateId};
 pub use bot::{parse_bot, resolve_state};

@@ -1,5 +1,6 @@
-//! A project directory's bots: every `bots/<id>/bot.yaml`, loaded together so that `herald check`
-//! and `herald serve` report the problems of all files at once.
+//! A project directory's definitions: every `bots/<id>/bot.yaml` and `workflows/<id>.yaml`,
+//! loaded together so that `herald check` and `herald serve` report the problems of all files
+//! at once.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,7 @@ use std::sync::Arc;
 use crate::bot::model::BotDef;
 use crate::bot::{CodeCheck, parse_bot_checked};
 use crate::diag::Diagnostic;
+use crate::workflow::{StepKind, WorkflowDef, is_valid_workflow_id, parse_workflow};
 
 /// The loaded definitions of one project directory.
 #[derive(Debug, Clone)]
@@ -15,6 +17,8 @@ pub struct Project {
     pub dir: PathBuf,
     /// Bot id (directory name under `bots/`) → bot.
     pub bots: BTreeMap<String, Arc<BotDef>>,
+    /// Workflow id (file name under `workflows/` without `.yaml`) → workflow.
+    pub workflows: BTreeMap<String, Arc<WorkflowDef>>,
 }
 
 /// Whether a directory name can be a bot id: `[A-Za-z0-9_-]+`.
@@ -45,29 +49,26 @@ pub fn load_project_checked(
     let mut project = Project {
         dir: dir.to_path_buf(),
         bots: BTreeMap::new(),
+        workflows: BTreeMap::new(),
     };
     let mut diags = Vec::new();
-    let bots_dir = dir.join("bots");
-    if !bots_dir.is_dir() {
-        return Ok(project);
+    load_bots(dir, lookup, check, &mut project, &mut diags);
+    load_workflows(dir, lookup, check, &mut project, &mut diags);
+    if diags.is_empty() {
+        Ok(project)
+    } else {
+        Err(diags)
     }
-    let entries = match std::fs::read_dir(&bots_dir) {
-        Ok(entries) => entries,
-        Err(e) => {
-            return Err(vec![Diagnostic::new(
-                &bots_dir,
-                0,
-                0,
-                format!("cannot read the bots directory: {e}"),
-            )]);
-        }
-    };
-    let mut dirs: Vec<PathBuf> = entries
-        .filter_map(Result::ok)
-        .map(|e| e.path())
-        .filter(|p| p.is_dir())
-        .collect();
-    dirs.sort();
+}
+
+fn load_bots(
+    dir: &Path,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    check: CodeCheck<'_>,
+    project: &mut Project,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let dirs = entries(&dir.join("bots"), "bots", Path::is_dir, diags);
     for bot_dir in dirs {
         let file = bot_dir.join("bot.yaml");
         if !file.is_file() {
@@ -84,17 +85,8 @@ pub fn load_project_checked(
             );
             continue;
         }
-        let text = match std::fs::read_to_string(&file) {
-            Ok(t) => t,
-            Err(e) => {
-                diags.push(Diagnostic::new(
-                    &file,
-                    0,
-                    0,
-                    format!("cannot read the file: {e}"),
-                ));
-                continue;
-            }
+        let Some(text) = read_text(&file, diags) else {
+            continue;
         };
         match parse_bot_checked(&id, &file, &text, lookup, check) {
             Ok(bot) => {
@@ -103,10 +95,124 @@ pub fn load_project_checked(
             Err(d) => diags.extend(d),
         }
     }
-    if diags.is_empty() {
-        Ok(project)
-    } else {
-        Err(diags)
+}
+
+/// Reads every `workflows/*.yaml` (or `.yml`) and checks that `chat` steps name known bots.
+fn load_workflows(
+    dir: &Path,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    check: CodeCheck<'_>,
+    project: &mut Project,
+    diags: &mut Vec<Diagnostic>,
+) {
+    let files = entries(
+        &dir.join("workflows"),
+        "workflows",
+        |p| p.is_file() && matches!(p.extension().and_then(|e| e.to_str()), Some("yaml" | "yml")),
+        diags,
+    );
+    for file in files {
+        let id = file
+            .file_stem()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        if !is_valid_workflow_id(&id) {
+            diags.push(
+                Diagnostic::new(&file, 0, 0, format!("`{id}` is not a valid workflow id"))
+                    .with_hint("rename the file using only letters, digits, `_`, `-` and `.`"),
+            );
+            continue;
+        }
+        if project.workflows.contains_key(&id) {
+            diags.push(
+                Diagnostic::new(&file, 0, 0, format!("workflow `{id}` is defined twice"))
+                    .with_hint("keep one of `<id>.yaml` and `<id>.yml`"),
+            );
+            continue;
+        }
+        let Some(text) = read_text(&file, diags) else {
+            continue;
+        };
+        match parse_workflow(&id, &file, &text, lookup, check) {
+            Ok(wf) => {
+                for step in &wf.steps {
+                    if let StepKind::Chat { bot, .. } = &step.kind
+                        && !project.bots.contains_key(bot)
+                    {
+                        let known: Vec<&str> = project.bots.keys().map(String::as_str).collect();
+                        let hint = if known.is_empty() {
+                            String::new()
+                        } else {
+                            crate::bot::hints::did_you_mean(bot, &known)
+                        };
+                        diags.push(
+                            Diagnostic::new(
+                                &step.origin.file,
+                                step.origin.line,
+                                step.origin.col,
+                                format!("`chat` step `{}` names an unknown bot `{bot}`", step.id),
+                            )
+                            .with_hint(if hint.is_empty() {
+                                "the bot is a directory under bots/ with a bot.yaml".to_owned()
+                            } else {
+                                hint
+                            }),
+                        );
+                    }
+                }
+                project.workflows.insert(id, Arc::new(wf));
+            }
+            Err(d) => diags.extend(d),
+        }
+    }
+}
+
+/// The entries of `dir` that `keep` accepts, sorted; none when `dir` does not exist, and a
+/// diagnostic when it cannot be read.
+fn entries(
+    dir: &Path,
+    what: &str,
+    keep: impl Fn(&Path) -> bool,
+    diags: &mut Vec<Diagnostic>,
+) -> Vec<PathBuf> {
+    if !dir.is_dir() {
+        return Vec::new();
+    }
+    match std::fs::read_dir(dir) {
+        Ok(list) => {
+            let mut paths: Vec<PathBuf> = list
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .filter(|p| keep(p))
+                .collect();
+            paths.sort();
+            paths
+        }
+        Err(e) => {
+            diags.push(Diagnostic::new(
+                dir,
+                0,
+                0,
+                format!("cannot read the {what} directory: {e}"),
+            ));
+            Vec::new()
+        }
+    }
+}
+
+/// A definition file's text, or `None` after recording why it cannot be read.
+fn read_text(file: &Path, diags: &mut Vec<Diagnostic>) -> Option<String> {
+    match std::fs::read_to_string(file) {
+        Ok(t) => Some(t),
+        Err(e) => {
+            diags.push(Diagnostic::new(
+                file,
+                0,
+                0,
+                format!("cannot read the file: {e}"),
+            ));
+            None
+        }
     }
 }
 

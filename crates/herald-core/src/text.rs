@@ -1,5 +1,6 @@
 //! Text normalization shared by the loader (phrases, intents) and the matcher (user input), so that
-//! `"Hello!"`, `"hello"` and `"  HELLO  "` all compare equal.
+//! `"Hello!"`, `"hello"` and `"  HELLO  "` all compare equal; and the words error messages use
+//! for the kind of a JSON value.
 
 /// Lowercases (Unicode-aware), turns every character that is neither a letter nor a digit into a
 /// space, collapses runs of whitespace into one space and trims.
@@ -39,6 +40,19 @@ fn is_word_char(c: char) -> bool {
 /// The words of an already normalized text.
 pub fn words(normalized: &str) -> impl Iterator<Item = &str> {
     normalized.split(' ').filter(|w| !w.is_empty())
+}
+
+/// What a JSON value is, for messages like "must be a string, not a number".
+pub fn json_kind(v: &serde_json::Value) -> &'static str {
+    use serde_json::Value;
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a list",
+        Value::Object(_) => "an object",
+    }
 }
 
 #[cfg(test)]

@@ -108,10 +108,15 @@ impl SyntaxChecker {
 
 /// Compiles every snippet of `bot`; one diagnostic per syntax error.
 pub fn check_bot(bot: &BotDef) -> Vec<Diagnostic> {
+    check_code(&bot.code, &bot.file)
+}
+
+/// Syntax errors in a list of snippets (a bot's or a workflow's).
+pub fn check_code(code: &[Code], file: &std::path::Path) -> Vec<Diagnostic> {
     match SyntaxChecker::new() {
-        Ok(c) => bot.code.iter().filter_map(|code| c.check(code)).collect(),
+        Ok(c) => code.iter().filter_map(|code| c.check(code)).collect(),
         Err(e) => vec![Diagnostic::new(
-            &bot.file,
+            file,
             0,
             0,
             format!("cannot start the JavaScript engine: {e}"),

@@ -8,18 +8,21 @@
 //! against the script's budget.
 
 mod check;
+mod workflow;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
+use std::path::Path;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use herald_core::bot::model::{BotDef, CodeId, Template, TemplatePart};
+use herald_core::bot::model::{BotDef, Code, CodeId, Template, TemplatePart};
 use herald_core::diag::Diagnostic;
 use rquickjs::{Context, Ctx, Exception, Function, Object, Persistent, Runtime};
 use serde_json::Value;
 
-pub use check::{SyntaxChecker, check_bot};
+pub use check::{SyntaxChecker, check_bot, check_code};
+pub use workflow::WorkflowTurn;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -108,6 +111,8 @@ const CONDITION_CACHE: usize = 512;
 
 pub struct Sandbox {
     bots: HashMap<String, BotJs>,
+    /// Workflows' snippets, one context per workflow (see [`workflow`]).
+    workflows: HashMap<String, BotJs>,
     limits: Limits,
     deadline: Rc<Cell<Option<Instant>>>,
     host: HostSlot,
@@ -133,6 +138,7 @@ impl Sandbox {
             rt,
             limits,
             bots: HashMap::new(),
+            workflows: HashMap::new(),
             deadline,
             host: Rc::new(RefCell::new(None)),
             out: Rc::new(RefCell::new(Vec::new())),
@@ -141,9 +147,21 @@ impl Sandbox {
 
     /// Compiles every snippet of `bot` (replacing an earlier version of it).
     pub fn load_bot(&mut self, bot: &BotDef) -> Result<(), Vec<Diagnostic>> {
+        let js = self.compile_all(&bot.code, &bot.injector, &bot.file)?;
+        self.bots.insert(bot.id.clone(), js);
+        Ok(())
+    }
+
+    /// A context with the prelude and `injector`, and every snippet of `code` compiled in it.
+    fn compile_all(
+        &self,
+        code: &[Code],
+        injector: &Value,
+        file: &Path,
+    ) -> Result<BotJs, Vec<Diagnostic>> {
         let engine_err = |e: rquickjs::Error| {
             vec![Diagnostic::new(
-                &bot.file,
+                file,
                 0,
                 0,
                 format!("JavaScript engine: {e}"),
@@ -153,16 +171,16 @@ impl Sandbox {
         let (host, out, deadline) = (self.host.clone(), self.out.clone(), self.deadline.clone());
         let (code, render, reset, contact) = ctx.with(|ctx| -> Result<_, Vec<Diagnostic>> {
             install_bridge(&ctx, host, out, deadline).map_err(engine_err)?;
-            ctx.json_parse(bot.injector.to_string())
+            ctx.json_parse(injector.to_string())
                 .and_then(|v| ctx.globals().set("$injector", v))
                 .map_err(engine_err)?;
             let helpers: Object = ctx.eval(include_str!("prelude.js")).map_err(engine_err)?;
             let render: Function = helpers.get("render").map_err(engine_err)?;
             let reset: Function = helpers.get("reset").map_err(engine_err)?;
             let contact: Function = helpers.get("contact").map_err(engine_err)?;
-            let mut compiled = Vec::with_capacity(bot.code.len());
+            let mut compiled = Vec::with_capacity(code.len());
             let mut errors = Vec::new();
-            for c in &bot.code {
+            for c in code {
                 match check::compile(&ctx, c) {
                     Ok(f) => compiled.push(Persistent::save(&ctx, f)),
                     Err(d) => errors.push(d),
@@ -179,18 +197,14 @@ impl Sandbox {
                 Err(errors)
             }
         })?;
-        self.bots.insert(
-            bot.id.clone(),
-            BotJs {
-                code,
-                render,
-                reset,
-                contact,
-                conditions: RefCell::new(HashMap::new()),
-                ctx,
-            },
-        );
-        Ok(())
+        Ok(BotJs {
+            code,
+            render,
+            reset,
+            contact,
+            conditions: RefCell::new(HashMap::new()),
+            ctx,
+        })
     }
 
     /// Starts handling one event of `bot_id`. The per-turn globals are set on the first script
@@ -269,22 +283,7 @@ impl Turn<'_> {
         f: impl for<'js> FnOnce(&Ctx<'js>, rquickjs::Value<'js>) -> rquickjs::Result<T>,
     ) -> Result<T, ScriptError> {
         self.prepare()?;
-        let func = self.bot.code.get(id.0).ok_or_else(|| ScriptError {
-            kind: ErrorKind::Exception,
-            message: format!("unknown snippet {}", id.0),
-        })?;
-        timed(
-            &self.bot.ctx,
-            self.rt,
-            self.deadline,
-            self.limits.time,
-            |ctx| {
-                func.clone()
-                    .restore(ctx)
-                    .and_then(|func| func.call::<_, rquickjs::Value>(()))
-                    .and_then(|v| f(ctx, v))
-            },
-        )
+        call_code(self.bot, self.rt, self.deadline, self.limits.time, id, f)
     }
 
     /// Runs a `script:` body; returns what it asked of `$reactions`, in order.
@@ -298,29 +297,13 @@ impl Turn<'_> {
 
     /// Evaluates an `if:` condition with JavaScript truthiness.
     pub fn condition(&mut self, id: CodeId) -> Result<bool, ScriptError> {
-        self.call(id, |ctx, v| {
-            let f: Function = ctx.globals().get("Boolean")?;
-            f.call((v,))
-        })
+        self.call(id, truthy)
     }
 
     /// Renders a template; `undefined`/`null` holes render as empty text, objects as JSON.
     pub fn render(&mut self, t: &Template) -> Result<String, ScriptError> {
-        let mut s = String::new();
-        for p in &t.parts {
-            match p {
-                TemplatePart::Text(text) => s.push_str(text),
-                TemplatePart::Expr(id) => {
-                    let render = self.bot.render.clone();
-                    let piece: String = self.call(*id, move |ctx, v| {
-                        let f = render.restore(ctx)?;
-                        f.call((v,))
-                    })?;
-                    s.push_str(&piece);
-                }
-            }
-        }
-        Ok(s)
+        let render = self.bot.render.clone();
+        render_parts(t, |id| self.call(id, text_of(&render)))
     }
 
     /// Ends the turn: reads back `$session`, `$client` and `$contact.tags`.
@@ -352,6 +335,56 @@ impl Turn<'_> {
                 message: format!("cannot read $session/$client back: {e}"),
             })
     }
+}
+
+/// Calls compiled snippet `id` of `js` within the time budget and hands its value to `f`.
+fn call_code<T>(
+    js: &BotJs,
+    rt: &Runtime,
+    deadline: &Cell<Option<Instant>>,
+    limit: Duration,
+    id: CodeId,
+    f: impl for<'js> FnOnce(&Ctx<'js>, rquickjs::Value<'js>) -> rquickjs::Result<T>,
+) -> Result<T, ScriptError> {
+    let func = js.code.get(id.0).ok_or_else(|| ScriptError {
+        kind: ErrorKind::Exception,
+        message: format!("unknown snippet {}", id.0),
+    })?;
+    timed(&js.ctx, rt, deadline, limit, |ctx| {
+        func.clone()
+            .restore(ctx)
+            .and_then(|func| func.call::<_, rquickjs::Value>(()))
+            .and_then(|v| f(ctx, v))
+    })
+}
+
+/// A value's JavaScript truthiness.
+fn truthy<'js>(ctx: &Ctx<'js>, v: rquickjs::Value<'js>) -> rquickjs::Result<bool> {
+    let f: Function = ctx.globals().get("Boolean")?;
+    f.call((v,))
+}
+
+/// A value as template text, through the prelude's `render`.
+fn text_of(
+    render: &Persistent<Function<'static>>,
+) -> impl for<'js> FnOnce(&Ctx<'js>, rquickjs::Value<'js>) -> rquickjs::Result<String> {
+    let render = render.clone();
+    move |ctx, v| render.restore(ctx)?.call((v,))
+}
+
+/// A template's text, with each hole's text from `eval`.
+fn render_parts(
+    t: &Template,
+    mut eval: impl FnMut(CodeId) -> Result<String, ScriptError>,
+) -> Result<String, ScriptError> {
+    let mut s = String::new();
+    for p in &t.parts {
+        match p {
+            TemplatePart::Text(text) => s.push_str(text),
+            TemplatePart::Expr(id) => s.push_str(&eval(*id)?),
+        }
+    }
+    Ok(s)
 }
 
 /// A script value as JSON (`null` for what JSON cannot express).

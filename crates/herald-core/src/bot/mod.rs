@@ -8,7 +8,7 @@
 
 pub mod model;
 
-mod hints;
+pub(crate) mod hints;
 mod jobs;
 mod js;
 mod parse;
@@ -16,8 +16,8 @@ pub mod pattern;
 mod reactions;
 mod resolve;
 mod states;
-mod texts;
-mod yaml;
+pub(crate) mod texts;
+pub(crate) mod yaml;
 
 #[cfg(test)]
 mod jobs_tests;

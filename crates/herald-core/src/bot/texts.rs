@@ -4,9 +4,9 @@ use marked_yaml::Node;
 use marked_yaml::types::MarkedScalarNode;
 
 use super::hints;
-use super::model::{Button, CodeKind, Origin, Template, TemplatePart};
+use super::model::{Button, Code, CodeId, CodeKind, Origin, Template, TemplatePart};
 use super::parse::Builder;
-use super::yaml::{self, is_null};
+use super::yaml::{self, Ctx, is_null};
 use crate::diag::Diagnostic;
 
 impl Builder<'_> {
@@ -77,40 +77,64 @@ impl Builder<'_> {
 
     /// Splits `{{ expr }}` holes out of a text.
     pub(crate) fn template(&mut self, s: &MarkedScalarNode) -> Option<Template> {
-        let text = s.as_str();
-        let base = self.cx.content_origin(s);
-        let mut parts = Vec::new();
-        let mut rest = text;
-        let mut consumed = 0;
-        while let Some(open) = rest.find("{{") {
-            if open > 0 {
-                parts.push(TemplatePart::Text(rest[..open].to_string()));
-            }
-            let after = &rest[open + 2..];
-            let at = offset_origin(&base, &text[..consumed + open]);
-            let Some(close) = after.find("}}") else {
-                let d = Diagnostic::new(&at.file, at.line, at.col, "`{{` is not closed")
-                    .with_hint("close the expression with `}}`, e.g. `{{ $session.name }}`");
-                self.cx.diags.push(d);
-                return None;
+        let (code, check) = (&mut self.code, self.check);
+        let mut found = Vec::new();
+        let t = split_template(&mut self.cx, s, &mut |kind, source, origin| {
+            let code_item = Code {
+                kind,
+                source,
+                origin,
             };
-            let expr = after[..close].trim();
-            if expr.is_empty() {
-                let d = Diagnostic::new(&at.file, at.line, at.col, "empty `{{ }}` in a text")
-                    .with_hint("put a JavaScript expression inside, e.g. `{{ $session.name }}`");
-                self.cx.diags.push(d);
-                return None;
+            if let Some(d) = check(&code_item) {
+                found.push(d);
             }
-            let code = self.push_code(CodeKind::Expr, expr.to_string(), at);
-            parts.push(TemplatePart::Expr(code));
-            consumed += open + 2 + close + 2;
-            rest = &text[consumed..];
-        }
-        if !rest.is_empty() {
-            parts.push(TemplatePart::Text(rest.to_string()));
-        }
-        Some(Template { parts })
+            code.push(code_item);
+            CodeId(code.len() - 1)
+        });
+        self.cx.diags.extend(found);
+        t
     }
+}
+
+/// Splits `{{ expr }}` holes out of a scalar's text; `push` stores each expression and names it.
+pub(crate) fn split_template(
+    cx: &mut Ctx<'_>,
+    s: &MarkedScalarNode,
+    push: &mut dyn FnMut(CodeKind, String, Origin) -> CodeId,
+) -> Option<Template> {
+    let text = s.as_str();
+    let base = cx.content_origin(s);
+    let mut parts = Vec::new();
+    let mut rest = text;
+    let mut consumed = 0;
+    while let Some(open) = rest.find("{{") {
+        if open > 0 {
+            parts.push(TemplatePart::Text(rest[..open].to_string()));
+        }
+        let after = &rest[open + 2..];
+        let at = offset_origin(&base, &text[..consumed + open]);
+        let Some(close) = after.find("}}") else {
+            let d = Diagnostic::new(&at.file, at.line, at.col, "`{{` is not closed")
+                .with_hint("close the expression with `}}`, e.g. `{{ payload.name }}`");
+            cx.diags.push(d);
+            return None;
+        };
+        let expr = after[..close].trim();
+        if expr.is_empty() {
+            let d = Diagnostic::new(&at.file, at.line, at.col, "empty `{{ }}` in a text")
+                .with_hint("put a JavaScript expression inside, e.g. `{{ payload.name }}`");
+            cx.diags.push(d);
+            return None;
+        }
+        let code = push(CodeKind::Expr, expr.to_string(), at);
+        parts.push(TemplatePart::Expr(code));
+        consumed += open + 2 + close + 2;
+        rest = &text[consumed..];
+    }
+    if !rest.is_empty() {
+        parts.push(TemplatePart::Text(rest.to_string()));
+    }
+    Some(Template { parts })
 }
 
 /// `base` moved past `before` (text of the same scalar): lines counted, column within the line.

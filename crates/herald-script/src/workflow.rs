@@ -1,0 +1,206 @@
+//! Workflow snippets: `if:` conditions and `{{ }}` template holes of `workflows/<id>.yaml`.
+//!
+//! Each workflow gets its own context, built like a bot's (same prelude, frozen built-ins, no
+//! host services: a host call throws). A [`WorkflowTurn`] renders one run's steps: it sets the
+//! documented globals — `payload`, `subscriber`, `actor`, `tenant`, `events`, `eventCount`,
+//! `step` — once, then evaluates conditions and templates against them.
+
+use herald_core::bot::model::{CodeId, Template};
+use herald_core::diag::Diagnostic;
+use herald_core::workflow::WorkflowDef;
+use serde_json::Value;
+
+use crate::{
+    BotJs, ErrorKind, Limits, Sandbox, ScriptError, call_code, render_parts, text_of, truthy,
+};
+
+/// The globals a workflow's snippets see.
+const SCOPE_KEYS: &[&str] = &[
+    "payload",
+    "subscriber",
+    "actor",
+    "tenant",
+    "events",
+    "eventCount",
+    "step",
+];
+
+impl Sandbox {
+    /// Compiles every snippet of `wf` (replacing an earlier version of it).
+    pub fn load_workflow(&mut self, wf: &WorkflowDef) -> Result<(), Vec<Diagnostic>> {
+        let js = self.compile_all(&wf.code, &Value::Object(Default::default()), &wf.file)?;
+        self.workflows.insert(wf.id.clone(), js);
+        Ok(())
+    }
+
+    /// Starts rendering one run of workflow `id`. `scope` is an object with the keys of the
+    /// documented globals; missing ones are `undefined`.
+    pub fn workflow_turn(
+        &mut self,
+        id: &str,
+        scope: Value,
+    ) -> Result<WorkflowTurn<'_>, ScriptError> {
+        let js = self.workflows.get(id).ok_or_else(|| ScriptError {
+            kind: ErrorKind::Exception,
+            message: format!("workflow `{id}` is not loaded"),
+        })?;
+        Ok(WorkflowTurn {
+            js,
+            sandbox_rt: &self.rt,
+            deadline: &self.deadline,
+            limits: self.limits,
+            scope,
+            prepared: false,
+        })
+    }
+}
+
+/// One run's worth of condition and template evaluations against one workflow context.
+pub struct WorkflowTurn<'a> {
+    js: &'a BotJs,
+    sandbox_rt: &'a rquickjs::Runtime,
+    deadline: &'a std::cell::Cell<Option<std::time::Instant>>,
+    limits: Limits,
+    scope: Value,
+    prepared: bool,
+}
+
+impl WorkflowTurn<'_> {
+    /// Replaces one global (e.g. `events` after a digest) for the evaluations that follow.
+    pub fn set(&mut self, key: &str, value: Value) {
+        if let Some(o) = self.scope.as_object_mut() {
+            o.insert(key.to_owned(), value);
+        }
+        self.prepared = false;
+    }
+
+    fn prepare(&mut self) -> Result<(), ScriptError> {
+        if self.prepared {
+            return Ok(());
+        }
+        let reset = self.js.reset.clone();
+        let scope = &self.scope;
+        self.js
+            .ctx
+            .with(|ctx| -> rquickjs::Result<()> {
+                reset.restore(&ctx)?.call::<_, ()>(())?;
+                let g = ctx.globals();
+                for key in SCOPE_KEYS {
+                    match scope.get(key) {
+                        Some(v) => g.set(*key, ctx.json_parse(v.to_string())?)?,
+                        None => g.set(*key, rquickjs::Undefined)?,
+                    }
+                }
+                Ok(())
+            })
+            .map_err(|e| ScriptError {
+                kind: ErrorKind::Exception,
+                message: format!("cannot prepare the workflow globals: {e}"),
+            })?;
+        self.prepared = true;
+        Ok(())
+    }
+
+    /// Evaluates an `if:` with JavaScript truthiness.
+    pub fn condition(&mut self, id: CodeId) -> Result<bool, ScriptError> {
+        self.prepare()?;
+        call_code(
+            self.js,
+            self.sandbox_rt,
+            self.deadline,
+            self.limits.time,
+            id,
+            truthy,
+        )
+    }
+
+    /// Renders a template; `undefined`/`null` holes render as empty text, objects as JSON.
+    pub fn render(&mut self, t: &Template) -> Result<String, ScriptError> {
+        self.prepare()?;
+        let (js, rt, deadline, limit) = (self.js, self.sandbox_rt, self.deadline, self.limits.time);
+        render_parts(t, |id| {
+            call_code(js, rt, deadline, limit, id, text_of(&js.render))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::Path;
+
+    use herald_core::workflow::{StepKind, parse_workflow};
+    use serde_json::json;
+
+    use super::*;
+
+    fn workflow(text: &str) -> WorkflowDef {
+        parse_workflow("w", Path::new("w.yaml"), text, &|_| None, &|_| None).expect("parses")
+    }
+
+    #[test]
+    fn templates_and_conditions_see_the_run_scope() {
+        let wf = workflow(
+            "steps:\n  - type: in_app\n    if: payload.n > 1 && subscriber.firstName === 'Ann'\n    subject: \"{{ eventCount }} for {{ subscriber.firstName }}\"\n    body: \"{{ payload.items }} / {{ actor }}\"\n",
+        );
+        let mut sb = Sandbox::new(Limits::default()).expect("sandbox");
+        sb.load_workflow(&wf).expect("compiles");
+        let scope = json!({"payload": {"n": 2, "items": [1, 2]}, "subscriber": {"firstName": "Ann"}, "eventCount": 1});
+        let mut turn = sb.workflow_turn("w", scope).expect("turn");
+        let step = &wf.steps[0];
+        assert!(
+            turn.condition(step.condition.expect("if"))
+                .expect("evaluates")
+        );
+        let StepKind::InApp { subject, body, .. } = &step.kind else {
+            panic!("in_app")
+        };
+        assert_eq!(
+            turn.render(subject.as_ref().expect("subject"))
+                .expect("renders"),
+            "1 for Ann"
+        );
+        assert_eq!(turn.render(body).expect("renders"), "[1,2] / ");
+        turn.set("eventCount", json!(3));
+        assert_eq!(
+            turn.render(subject.as_ref().expect("subject"))
+                .expect("renders"),
+            "3 for Ann"
+        );
+    }
+
+    #[test]
+    fn a_throwing_or_endless_expression_is_an_error_not_a_crash() {
+        let wf = workflow(
+            "steps:\n  - type: in_app\n    body: \"{{ payload.a.b.c }}\"\n  - type: in_app\n    body: \"{{ (() => { while (true) {} })() }}\"\n",
+        );
+        let mut sb = Sandbox::new(Limits {
+            time: std::time::Duration::from_millis(50),
+            ..Limits::default()
+        })
+        .expect("sandbox");
+        sb.load_workflow(&wf).expect("compiles");
+        let mut turn = sb.workflow_turn("w", json!({"payload": {}})).expect("turn");
+        for (i, kind) in [ErrorKind::Exception, ErrorKind::Timeout]
+            .into_iter()
+            .enumerate()
+        {
+            let StepKind::InApp { body, .. } = &wf.steps[i].kind else {
+                panic!("in_app")
+            };
+            assert_eq!(turn.render(body).expect_err("fails").kind, kind);
+        }
+    }
+
+    #[test]
+    fn host_services_are_not_available_to_workflows() {
+        let wf = workflow("steps:\n  - type: in_app\n    body: \"{{ $http.get('http://x') }}\"\n");
+        let mut sb = Sandbox::new(Limits::default()).expect("sandbox");
+        sb.load_workflow(&wf).expect("compiles");
+        let mut turn = sb.workflow_turn("w", json!({})).expect("turn");
+        let StepKind::InApp { body, .. } = &wf.steps[0].kind else {
+            panic!("in_app")
+        };
+        let e = turn.render(body).expect_err("no host");
+        assert!(e.message.contains("not available"), "{e}");
+    }
+}
