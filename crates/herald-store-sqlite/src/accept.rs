@@ -60,6 +60,22 @@ pub(crate) fn accept_batch(
                 Some(record) => AcceptOutcome::Job(Box::new(record)),
                 None => AcceptOutcome::NotFound,
             },
+            AcceptItem::Trigger(t) => AcceptOutcome::Trigger(crate::notify::trigger(tx, &t)?),
+            AcceptItem::CancelTrigger {
+                transaction_id,
+                now,
+            } => AcceptOutcome::TriggerCancelled(crate::notify_runs::cancel_trigger(
+                tx,
+                &transaction_id,
+                now,
+            )?),
+            AcceptItem::ClaimRuns { now, limit } => {
+                let (runs, next_due) = crate::notify_runs::claim_runs(tx, now, limit)?;
+                AcceptOutcome::Runs { runs, next_due }
+            }
+            AcceptItem::RunProgress(p) => {
+                AcceptOutcome::Progress(Box::new(crate::notify_progress::apply_progress(tx, &p)?))
+            }
         });
     }
     Ok(out)
@@ -74,16 +90,10 @@ fn activate(
     now: jiff::Timestamp,
     idempotency: Option<IdempotencyKey>,
 ) -> Result<AcceptOutcome> {
-    if let Some(k) = &idempotency {
-        let seen: Option<String> = tx
-            .prepare_cached("SELECT event_id FROM idempotency WHERE scope = ?1 AND key = ?2")
-            .map_err(backend)?
-            .query_row(params![k.scope, k.key], |r| r.get(0))
-            .optional()
-            .map_err(backend)?;
-        if let Some(event_id) = seen {
-            return Ok(AcceptOutcome::Repeated { event_id });
-        }
+    if let Some(k) = &idempotency
+        && let Some(event_id) = seen_key(tx, k)?
+    {
+        return Ok(AcceptOutcome::Repeated { event_id });
     }
     let now_ms = now.as_millisecond();
     let row = tx
@@ -134,14 +144,34 @@ fn activate(
     };
     let seq = insert_event(tx, &event)?;
     if let Some(k) = &idempotency {
-        tx.prepare_cached(
-            "INSERT INTO idempotency (scope, key, event_id, created_at) VALUES (?1, ?2, ?3, ?4)",
-        )
-        .map_err(backend)?
-        .execute(params![k.scope, k.key, event.id, now_ms])
-        .map_err(backend)?;
+        remember_key(tx, k, &event.id, now_ms)?;
     }
     Ok(AcceptOutcome::Accepted(StoredEvent { seq, event }))
+}
+
+/// What an `Idempotency-Key` answered the first time (an event or transaction id), if seen.
+pub(crate) fn seen_key(tx: &Transaction<'_>, k: &IdempotencyKey) -> Result<Option<String>> {
+    tx.prepare_cached("SELECT event_id FROM idempotency WHERE scope = ?1 AND key = ?2")
+        .map_err(backend)?
+        .query_row(params![k.scope, k.key], |r| r.get(0))
+        .optional()
+        .map_err(backend)
+}
+
+/// Records what an `Idempotency-Key` answered, for repeats.
+pub(crate) fn remember_key(
+    tx: &Transaction<'_>,
+    k: &IdempotencyKey,
+    answer: &str,
+    now_ms: i64,
+) -> Result<()> {
+    tx.prepare_cached(
+        "INSERT INTO idempotency (scope, key, event_id, created_at) VALUES (?1, ?2, ?3, ?4)",
+    )
+    .map_err(backend)?
+    .execute(params![k.scope, k.key, answer, now_ms])
+    .map_err(backend)?;
+    Ok(())
 }
 
 /// Writes the dialog's new state (creating it and its contact on first sight); returns
@@ -180,7 +210,7 @@ fn upsert_dialog(tx: &Transaction<'_>, h: &HandledEvent, now_ms: i64) -> Result<
     Ok((tx.last_insert_rowid(), contact_id))
 }
 
-fn insert_message(
+pub(crate) fn insert_message(
     tx: &Transaction<'_>,
     dialog_id: i64,
     dir: Direction,

@@ -5,6 +5,11 @@ mod accept;
 mod conn;
 mod jobs;
 mod migrations;
+mod notify;
+mod notify_feed;
+mod notify_outbox;
+mod notify_progress;
+mod notify_runs;
 mod rows;
 
 use std::path::Path;
@@ -376,6 +381,183 @@ impl Store for SqliteStore {
 
     async fn cancelled_queued_jobs(&self) -> Result<Vec<i64>> {
         self.pool.read(jobs::cancelled_queued).await
+    }
+
+    async fn upsert_subscriber(
+        &self,
+        upsert: SubscriberUpsert,
+        mode: UpsertMode,
+    ) -> Result<Option<(Subscriber, bool)>> {
+        self.pool
+            .write(move |tx| notify::upsert_subscriber(tx, &upsert, &mode))
+            .await
+    }
+
+    async fn get_subscriber(&self, subscriber_id: &str) -> Result<Option<Subscriber>> {
+        let id = subscriber_id.to_owned();
+        self.pool
+            .read(move |c| notify::get_subscriber(c, &id))
+            .await
+    }
+
+    async fn list_subscribers(&self, page: usize, limit: usize) -> Result<Vec<Subscriber>> {
+        self.pool
+            .read(move |c| notify::list_subscribers(c, page, limit))
+            .await
+    }
+
+    async fn delete_subscriber(&self, subscriber_id: &str) -> Result<bool> {
+        let id = subscriber_id.to_owned();
+        self.pool
+            .write(move |tx| notify::delete_subscriber(tx, &id))
+            .await
+    }
+
+    async fn create_topic(&self, key: &str, name: &str, now: Timestamp) -> Result<TopicCreate> {
+        let (key, name) = (key.to_owned(), name.to_owned());
+        self.pool
+            .write(move |tx| notify::create_topic(tx, &key, &name, now))
+            .await
+    }
+
+    async fn get_topic(&self, key: &str) -> Result<Option<(Topic, Vec<String>)>> {
+        let key = key.to_owned();
+        self.pool.read(move |c| notify::get_topic(c, &key)).await
+    }
+
+    async fn list_topics(
+        &self,
+        page: usize,
+        page_size: usize,
+        key: Option<&str>,
+    ) -> Result<(Vec<Topic>, u64)> {
+        let key = key.map(str::to_owned);
+        self.pool
+            .read(move |c| notify::list_topics(c, page, page_size, key.as_deref()))
+            .await
+    }
+
+    async fn add_topic_subscribers(
+        &self,
+        key: &str,
+        subscriber_ids: &[String],
+    ) -> Result<Option<(Vec<String>, Vec<String>)>> {
+        let (key, ids) = (key.to_owned(), subscriber_ids.to_vec());
+        self.pool
+            .write(move |tx| notify::add_topic_subscribers(tx, &key, &ids))
+            .await
+    }
+
+    async fn remove_topic_subscribers(&self, key: &str, subscriber_ids: &[String]) -> Result<bool> {
+        let (key, ids) = (key.to_owned(), subscriber_ids.to_vec());
+        self.pool
+            .write(move |tx| notify::remove_topic_subscribers(tx, &key, &ids))
+            .await
+    }
+
+    async fn delete_topic(&self, key: &str) -> Result<TopicDelete> {
+        let key = key.to_owned();
+        self.pool
+            .write(move |tx| notify::delete_topic(tx, &key))
+            .await
+    }
+
+    async fn feed(&self, subscriber_id: &str, query: &FeedQuery) -> Result<Option<FeedPage>> {
+        let (id, query) = (subscriber_id.to_owned(), query.clone());
+        self.pool
+            .read(move |c| notify_feed::feed(c, &id, &query))
+            .await
+    }
+
+    async fn mark_feed(
+        &self,
+        subscriber_id: &str,
+        ids: &[i64],
+        mark: FeedMark,
+        now: Timestamp,
+    ) -> Result<Option<Vec<FeedEntry>>> {
+        let (id, ids) = (subscriber_id.to_owned(), ids.to_vec());
+        self.pool
+            .write(move |tx| notify_feed::mark_feed(tx, &id, &ids, mark, now))
+            .await
+    }
+
+    async fn mark_all_feed(
+        &self,
+        subscriber_id: &str,
+        mark: FeedMark,
+        now: Timestamp,
+    ) -> Result<Option<u64>> {
+        let id = subscriber_id.to_owned();
+        self.pool
+            .write(move |tx| notify_feed::mark_all_feed(tx, &id, mark, now))
+            .await
+    }
+
+    async fn get_notification(&self, transaction_id: &str) -> Result<Option<NotificationRecord>> {
+        let id = transaction_id.to_owned();
+        self.pool
+            .read(move |c| {
+                // One snapshot: the notification and its runs as of one commit.
+                let snapshot = c.unchecked_transaction().map_err(backend)?;
+                notify_runs::get_notification(&snapshot, &id)
+            })
+            .await
+    }
+
+    async fn list_notifications(
+        &self,
+        page: usize,
+        limit: usize,
+    ) -> Result<Vec<NotificationRecord>> {
+        self.pool
+            .read(move |c| notify_runs::list_notifications(c, page, limit))
+            .await
+    }
+
+    async fn reset_running_runs(&self) -> Result<u64> {
+        self.pool.write(notify_runs::reset_running).await
+    }
+
+    async fn next_run_due(&self) -> Result<Option<Timestamp>> {
+        self.pool.read(notify_runs::next_due).await
+    }
+
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Delivery>> {
+        self.pool
+            .write(move |tx| notify_outbox::claim_deliveries(tx, now, lease_until, limit))
+            .await
+    }
+
+    async fn finish_delivery(&self, id: i64, result: AttemptResult, now: Timestamp) -> Result<()> {
+        self.pool
+            .write(move |tx| notify_outbox::finish_delivery(tx, id, &result, now))
+            .await
+    }
+
+    async fn list_deliveries(
+        &self,
+        status: Option<DeliveryStatus>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>> {
+        self.pool
+            .read(move |c| notify_outbox::list_deliveries(c, status, limit))
+            .await
+    }
+
+    async fn retry_delivery(&self, id: i64, now: Timestamp) -> Result<bool> {
+        self.pool
+            .write(move |tx| notify_outbox::retry_delivery(tx, id, now))
+            .await
+    }
+
+    async fn next_delivery_due(&self) -> Result<Option<Timestamp>> {
+        self.pool.read(notify_outbox::next_delivery_due).await
     }
 
     async fn purge_idempotency(&self, before: Timestamp) -> Result<u64> {

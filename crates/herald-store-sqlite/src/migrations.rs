@@ -9,6 +9,11 @@
 //!
 //! Jobs (migration 2) keep the scheduler's query on a partial index of pending due times, so
 //! finished jobs and their runs cost the claim nothing.
+//!
+//! Notifications (migration 3) follow the same rule: the executor's claim reads a partial index
+//! of pending runs' due times, the outbox a partial index of pending deliveries. Subscribers are
+//! contacts with a `subscriber_id`, their profile inside `attributes`. `digests` holds only open
+//! digests (one leader run each), so joining one is a primary-key lookup.
 
 pub const MIGRATIONS: &[(i64, &str)] = &[
     (
@@ -129,6 +134,112 @@ CREATE TABLE job_runs (
     -- One run per due time, whatever happens.
     UNIQUE (job_id, due_at)
 );
+"#,
+    ),
+    (
+        3,
+        r#"
+-- NULL: never updated since created_at.
+ALTER TABLE contacts ADD COLUMN updated_at INTEGER;
+
+CREATE TABLE topics (
+    id         INTEGER PRIMARY KEY,
+    key        TEXT NOT NULL UNIQUE,
+    name       TEXT NOT NULL,
+    created_at INTEGER NOT NULL
+);
+
+CREATE TABLE topic_members (
+    topic_id   INTEGER NOT NULL REFERENCES topics(id),
+    contact_id INTEGER NOT NULL REFERENCES contacts(id),
+    PRIMARY KEY (topic_id, contact_id)
+) WITHOUT ROWID;
+CREATE INDEX topic_members_contact ON topic_members(contact_id);
+
+CREATE TABLE notifications (
+    id             INTEGER PRIMARY KEY,
+    transaction_id TEXT NOT NULL UNIQUE,
+    workflow       TEXT NOT NULL,
+    payload        TEXT NOT NULL,
+    overrides      TEXT NOT NULL,
+    -- JSON: {subscriberId, ...profile}
+    actor          TEXT,
+    tenant         TEXT,
+    runs           INTEGER NOT NULL,
+    created_at     INTEGER NOT NULL
+);
+
+CREATE TABLE notification_runs (
+    id              INTEGER PRIMARY KEY,
+    notification_id INTEGER NOT NULL REFERENCES notifications(id),
+    contact_id      INTEGER NOT NULL,
+    step            INTEGER NOT NULL DEFAULT 0,
+    status          TEXT NOT NULL,
+    next_at         INTEGER,
+    -- Set on a run that led (or leads) a digest of this key.
+    digest_key      TEXT,
+    -- The leader whose digest this run joined.
+    digest_of       INTEGER,
+    -- JSON array of step records.
+    steps           TEXT NOT NULL DEFAULT '[]',
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+);
+-- The executor's only query on the hot path: the earliest pending due times.
+CREATE INDEX runs_due ON notification_runs(next_at) WHERE status = 'pending';
+CREATE INDEX runs_notification ON notification_runs(notification_id);
+CREATE INDEX runs_digest_of ON notification_runs(digest_of) WHERE digest_of IS NOT NULL;
+
+-- Open digests only: a row goes when its leader is claimed.
+CREATE TABLE digests (
+    key       TEXT PRIMARY KEY,
+    leader    INTEGER NOT NULL,
+    closes_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+-- The last time a run reached a digest step of each key (for look-back windows).
+CREATE TABLE digest_seen (
+    key     TEXT PRIMARY KEY,
+    last_at INTEGER NOT NULL
+) WITHOUT ROWID;
+
+CREATE TABLE throttle_hits (
+    key TEXT NOT NULL,
+    at  INTEGER NOT NULL
+);
+CREATE INDEX throttle_hits_key ON throttle_hits(key, at);
+
+CREATE TABLE feed (
+    id              INTEGER PRIMARY KEY,
+    contact_id      INTEGER NOT NULL,
+    notification_id INTEGER NOT NULL REFERENCES notifications(id),
+    run_id          INTEGER NOT NULL,
+    step            TEXT NOT NULL,
+    subject         TEXT,
+    body            TEXT NOT NULL,
+    cta             TEXT,
+    seen            INTEGER NOT NULL DEFAULT 0,
+    read            INTEGER NOT NULL DEFAULT 0,
+    seen_at         INTEGER,
+    read_at         INTEGER,
+    created_at      INTEGER NOT NULL
+);
+CREATE INDEX feed_contact ON feed(contact_id, id);
+
+CREATE TABLE deliveries (
+    id              INTEGER PRIMARY KEY,
+    kind            TEXT NOT NULL,
+    run_id          INTEGER,
+    step            TEXT NOT NULL,
+    request         TEXT NOT NULL,
+    status          TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at INTEGER,
+    last_error      TEXT,
+    created_at      INTEGER NOT NULL,
+    updated_at      INTEGER NOT NULL
+);
+CREATE INDEX deliveries_due ON deliveries(next_attempt_at) WHERE status = 'pending';
 "#,
     ),
 ];

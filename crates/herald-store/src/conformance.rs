@@ -67,6 +67,7 @@ pub async fn run_all(store: &dyn Store) {
     jobs::due_jobs_are_claimed_once_and_runs_recorded(store).await;
     jobs::cancel_wins_over_a_queued_run(store).await;
     jobs::broadcasts_reach_matching_leads(store).await;
+    crate::conformance_notify::run_all(store).await;
 }
 
 async fn accepted_events_are_unhandled_in_order(store: &dyn Store) {

@@ -4,11 +4,14 @@
 //! is committed. [`conformance`] holds the behaviour every backend must show.
 
 pub mod conformance;
+mod conformance_notify;
 mod jobs;
 mod model;
+mod notify;
 
 pub use jobs::*;
 pub use model::*;
+pub use notify::*;
 
 use jiff::Timestamp;
 
@@ -111,6 +114,93 @@ pub trait Store: Send + Sync + 'static {
     /// Jobs that were cancelled while a run of theirs was queued and not started: those runs
     /// must be skipped when their events replay.
     async fn cancelled_queued_jobs(&self) -> Result<Vec<i64>>;
+
+    // Notifications (SPEC §5); see [`notify`]. Subscribers are contacts with a subscriber id.
+
+    /// Creates or updates a subscriber; `Ok(None)` for [`UpsertMode::UpdateOnly`] of an unknown
+    /// one. The flag tells whether it was created.
+    async fn upsert_subscriber(
+        &self,
+        upsert: SubscriberUpsert,
+        mode: UpsertMode,
+    ) -> Result<Option<(Subscriber, bool)>>;
+    async fn get_subscriber(&self, subscriber_id: &str) -> Result<Option<Subscriber>>;
+    /// Subscribers in creation order.
+    async fn list_subscribers(&self, page: usize, limit: usize) -> Result<Vec<Subscriber>>;
+    /// Removes the subscriber id and profile from the contact (its dialogs stay), its topic
+    /// memberships and its feed. `false` if unknown.
+    async fn delete_subscriber(&self, subscriber_id: &str) -> Result<bool>;
+
+    async fn create_topic(&self, key: &str, name: &str, now: Timestamp) -> Result<TopicCreate>;
+    /// A topic with the subscriber ids of its members.
+    async fn get_topic(&self, key: &str) -> Result<Option<(Topic, Vec<String>)>>;
+    /// Topics by key, with the total count.
+    async fn list_topics(
+        &self,
+        page: usize,
+        page_size: usize,
+        key: Option<&str>,
+    ) -> Result<(Vec<Topic>, u64)>;
+    /// Adds known subscribers; `None` if the topic is unknown, else (added or already members,
+    /// unknown subscriber ids).
+    async fn add_topic_subscribers(
+        &self,
+        key: &str,
+        subscriber_ids: &[String],
+    ) -> Result<Option<(Vec<String>, Vec<String>)>>;
+    /// `false` if the topic is unknown.
+    async fn remove_topic_subscribers(&self, key: &str, subscriber_ids: &[String]) -> Result<bool>;
+    async fn delete_topic(&self, key: &str) -> Result<TopicDelete>;
+
+    /// A page of a subscriber's in-app feed, newest first; `None` for an unknown subscriber.
+    async fn feed(&self, subscriber_id: &str, query: &FeedQuery) -> Result<Option<FeedPage>>;
+    /// Marks entries of the subscriber's feed; returns them as they are now (unknown ids are
+    /// left out). `None` for an unknown subscriber.
+    async fn mark_feed(
+        &self,
+        subscriber_id: &str,
+        ids: &[i64],
+        mark: FeedMark,
+        now: Timestamp,
+    ) -> Result<Option<Vec<FeedEntry>>>;
+    /// Marks every entry of the feed; the number changed. `None` for an unknown subscriber.
+    async fn mark_all_feed(
+        &self,
+        subscriber_id: &str,
+        mark: FeedMark,
+        now: Timestamp,
+    ) -> Result<Option<u64>>;
+
+    /// The activity record of a trigger, with every run.
+    async fn get_notification(&self, transaction_id: &str) -> Result<Option<NotificationRecord>>;
+    /// Triggers, newest first, without their runs.
+    async fn list_notifications(
+        &self,
+        page: usize,
+        limit: usize,
+    ) -> Result<Vec<NotificationRecord>>;
+    /// Runs left `running` by a process that stopped go back to `pending`; the count.
+    async fn reset_running_runs(&self) -> Result<u64>;
+    async fn next_run_due(&self) -> Result<Option<Timestamp>>;
+
+    /// Claims outbox deliveries due at `now` (at most `limit`): each attempt is counted and
+    /// the row is not due again before `lease_until` (so a crash mid-send retries it then).
+    async fn claim_deliveries(
+        &self,
+        now: Timestamp,
+        lease_until: Timestamp,
+        limit: usize,
+    ) -> Result<Vec<Delivery>>;
+    async fn finish_delivery(&self, id: i64, result: AttemptResult, now: Timestamp) -> Result<()>;
+    /// Deliveries, newest first, optionally of one status.
+    async fn list_deliveries(
+        &self,
+        status: Option<DeliveryStatus>,
+        limit: usize,
+    ) -> Result<Vec<Delivery>>;
+    /// A dead letter goes back to pending, due now; `false` if it is not a dead letter.
+    async fn retry_delivery(&self, id: i64, now: Timestamp) -> Result<bool>;
+    async fn next_delivery_due(&self) -> Result<Option<Timestamp>>;
 
     /// Deletes idempotency keys older than `before`.
     async fn purge_idempotency(&self, before: Timestamp) -> Result<u64>;

@@ -93,6 +93,19 @@ pub enum AcceptItem {
         job_id: i64,
         now: Timestamp,
     },
+    /// Stores a notification trigger and its runs (see [`crate::notify`]).
+    Trigger(Box<crate::NewTrigger>),
+    /// Cancels what is pending of a trigger: runs not finished (waiting on a delay or digest,
+    /// due, or claimed and not yet applied). A cancelled run that leads a digest hands the
+    /// digest to its earliest live member.
+    CancelTrigger {
+        transaction_id: String,
+        now: Timestamp,
+    },
+    /// Claims notification runs due at `now` (at most `limit`): `pending` → `running`.
+    ClaimRuns { now: Timestamp, limit: usize },
+    /// Applies a claimed run's progress if it is still `running`.
+    RunProgress(Box<crate::RunProgress>),
 }
 
 #[derive(Debug, Clone)]
@@ -108,6 +121,15 @@ pub enum AcceptOutcome {
     /// The job as stored (after a schedule, or after a cancel: its status tells whether the cancel
     /// took effect).
     Job(Box<crate::JobRecord>),
+    Trigger(crate::TriggerOutcome),
+    /// A trigger cancel: whether anything pending was cancelled.
+    TriggerCancelled(bool),
+    /// Claimed runs and the earliest due time of a run left pending.
+    Runs {
+        runs: Vec<crate::ClaimedRun>,
+        next_due: Option<Timestamp>,
+    },
+    Progress(Box<crate::ProgressApplied>),
 }
 
 /// The result of handling one event: everything is applied in one transaction with the
