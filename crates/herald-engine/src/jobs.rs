@@ -5,6 +5,7 @@
 
 use herald_core::BotDef;
 use herald_core::schedule::{self, ScheduleIn, Timing};
+use herald_core::text::json_kind;
 use herald_store::{DialogKey, JobKind, JobPlanner, JobSpec, JobTiming, NewJob};
 use jiff::Timestamp;
 use serde_json::{Map, Value};
@@ -74,7 +75,7 @@ fn int(body: &Map<String, Value>, name: &str) -> Result<Option<i64>, JobError> {
             .map_err(|_| JobError::new(name, format!("`{s}` is not a whole number"))),
         Some(other) => Err(JobError::new(
             name,
-            format!("must be a whole number, not {}", kind_of(other)),
+            format!("must be a whole number, not {}", json_kind(other)),
         )),
     }
 }
@@ -87,7 +88,7 @@ fn text(body: &Map<String, Value>, name: &str) -> Result<Option<String>, JobErro
         Some(Value::Number(n)) => Ok(Some(n.to_string())),
         Some(other) => Err(JobError::new(
             name,
-            format!("must be a string, not {}", kind_of(other)),
+            format!("must be a string, not {}", json_kind(other)),
         )),
     }
 }
@@ -106,7 +107,7 @@ fn boolean(body: &Map<String, Value>, name: &str) -> Result<bool, JobError> {
         },
         Some(other) => Err(JobError::new(
             name,
-            format!("must be true or false, not {}", kind_of(other)),
+            format!("must be true or false, not {}", json_kind(other)),
         )),
     }
 }
@@ -122,7 +123,7 @@ fn tags(body: &Map<String, Value>, name: &str) -> Result<Vec<String>, JobError> 
                 Value::String(s) => Ok(s.clone()),
                 other => Err(JobError::new(
                     name,
-                    format!("tags must be strings, not {}", kind_of(other)),
+                    format!("tags must be strings, not {}", json_kind(other)),
                 )),
             })
             .collect::<Result<_, _>>()?,
@@ -130,7 +131,7 @@ fn tags(body: &Map<String, Value>, name: &str) -> Result<Vec<String>, JobError> 
             name,
             format!(
                 "must be comma-separated tags or a list, not {}",
-                kind_of(other)
+                json_kind(other)
             ),
         ))?,
     };
@@ -142,17 +143,6 @@ fn tags(body: &Map<String, Value>, name: &str) -> Result<Vec<String>, JobError> 
         }
     }
     Ok(out)
-}
-
-fn kind_of(v: &Value) -> &'static str {
-    match v {
-        Value::Null => "null",
-        Value::Bool(_) => "a boolean",
-        Value::Number(_) => "a number",
-        Value::String(_) => "a string",
-        Value::Array(_) => "a list",
-        Value::Object(_) => "an object",
-    }
 }
 
 /// Which entry of bot.yaml the request targets.
@@ -233,7 +223,7 @@ pub fn plan(bot: &BotDef, body: &Value, now: Timestamp) -> Result<Planned, JobEr
     let Value::Object(body) = body else {
         return Err(JobError::new(
             "body",
-            format!("must be a JSON object, not {}", kind_of(body)),
+            format!("must be a JSON object, not {}", json_kind(body)),
         ));
     };
     if let Some(unknown) = body.keys().find(|k| !FIELDS.contains(&k.as_str())) {
@@ -293,7 +283,7 @@ pub fn plan(bot: &BotDef, body: &Value, now: Timestamp) -> Result<Planned, JobEr
         Some(other) => {
             return Err(JobError::new(
                 "script_request_params",
-                format!("must be a JSON object, not {}", kind_of(other)),
+                format!("must be a JSON object, not {}", json_kind(other)),
             ));
         }
     };

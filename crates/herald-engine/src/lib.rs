@@ -14,6 +14,7 @@ pub mod clock;
 pub mod host;
 pub mod hub;
 pub mod jobs;
+pub mod notify;
 pub mod pushgate;
 mod scheduler;
 pub mod turn;
@@ -33,6 +34,7 @@ use tokio::sync::{Semaphore, mpsc, oneshot};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use hub::Hub;
 pub use jobs::JobError;
+pub use notify::{RecipientIn, SubscriberIn, TriggerError, TriggerRequest, Triggered};
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -46,6 +48,10 @@ pub struct EngineConfig {
     pub max_batch: usize,
     /// Most events accepted but not yet handled; accepting waits beyond it (backpressure).
     pub max_in_flight: usize,
+    /// The SMTP server email steps go through (`[smtp]` in herald.toml).
+    pub smtp: Option<herald_channels::SmtpConfig>,
+    /// How outbox deliveries (email, webhook) are retried.
+    pub delivery_retry: herald_channels::RetryPolicy,
 }
 
 impl Default for EngineConfig {
@@ -58,6 +64,8 @@ impl Default for EngineConfig {
             http_timeout: Duration::from_secs(10),
             max_batch: 1024,
             max_in_flight: 65_536,
+            smtp: None,
+            delivery_retry: herald_channels::RetryPolicy::default(),
         }
     }
 }
@@ -95,6 +103,10 @@ pub struct Shared {
     /// cancel and a run that is about to start.
     job_gate: Mutex<JobGate>,
     pub(crate) alarm: scheduler::Alarm,
+    /// Wakes the notification executor when a run is due earlier than it sleeps.
+    pub(crate) notify_alarm: scheduler::Alarm,
+    /// Wakes the delivery loop when outbox rows were added.
+    pub(crate) delivery_wake: tokio::sync::Notify,
 }
 
 #[derive(Default)]
@@ -208,6 +220,8 @@ pub struct Engine {
     accept_tx: Mutex<Option<mpsc::Sender<writer::AcceptRequest>>>,
     writer: Mutex<Option<tokio::task::JoinHandle<()>>>,
     scheduler: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    /// The notification executor and the delivery loop.
+    background: Mutex<Vec<tokio::task::JoinHandle<()>>>,
     workers: Mutex<Vec<std::thread::JoinHandle<()>>>,
 }
 
@@ -254,6 +268,8 @@ impl Engine {
                 started: HashMap::new(),
             }),
             alarm: scheduler::Alarm::default(),
+            notify_alarm: scheduler::Alarm::default(),
+            delivery_wake: tokio::sync::Notify::new(),
         });
         let workers = worker::spawn_all(&shared, receivers, apply_tx)?;
         let (accept_tx, accept_rx) = mpsc::channel(16384);
@@ -264,10 +280,18 @@ impl Engine {
             accept_tx: Mutex::new(Some(accept_tx)),
             writer: Mutex::new(Some(writer)),
             scheduler: Mutex::new(None),
+            background: Mutex::new(Vec::new()),
             workers: Mutex::new(workers),
         });
         engine.recover().await?;
         // After recovery: runs claimed before the last stop replay first, in log order.
+        let notify = tokio::spawn(notify::run(shared.clone(), engine.sender()?));
+        let delivery = tokio::spawn(notify::delivery::run(shared.clone()));
+        engine
+            .background
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .extend([notify, delivery]);
         let scheduler = tokio::spawn(scheduler::run(shared, claim_tx));
         *engine.scheduler.lock().unwrap_or_else(|e| e.into_inner()) = Some(scheduler);
         Ok(engine)
@@ -323,24 +347,17 @@ impl Engine {
         &self.shared
     }
 
-    /// Logs the items durably (group commit) and dispatches the accepted ones.
-    pub async fn accept(&self, item: AcceptItem) -> Result<AcceptOutcome, EngineError> {
-        let tx = self
-            .accept_tx
+    fn sender(&self) -> Result<mpsc::Sender<writer::AcceptRequest>, EngineError> {
+        self.accept_tx
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone()
-            .ok_or(EngineError::ShuttingDown)?;
-        let permit = self.permit().await?;
-        let (reply, rx) = oneshot::channel();
-        tx.send(writer::AcceptRequest {
-            item,
-            reply,
-            permit,
-        })
-        .await
-        .map_err(|_| EngineError::ShuttingDown)?;
-        rx.await.map_err(|_| EngineError::ShuttingDown)?
+            .ok_or(EngineError::ShuttingDown)
+    }
+
+    /// Logs the items durably (group commit) and dispatches the accepted ones.
+    pub async fn accept(&self, item: AcceptItem) -> Result<AcceptOutcome, EngineError> {
+        writer::submit(&self.shared, &self.sender()?, item).await
     }
 
     /// Validates and stores a job of `bot_id` from a Bot API request body (SPEC §4).
@@ -430,6 +447,12 @@ impl Engine {
         if let Some(s) = scheduler {
             s.abort();
             let _ = s.await;
+        }
+        let background: Vec<_> =
+            std::mem::take(&mut *self.background.lock().unwrap_or_else(|e| e.into_inner()));
+        for task in background {
+            task.abort();
+            let _ = task.await;
         }
         // Closing the accept queue makes the writer stop the workers once everything accepted
         // is dispatched; the writer ends when the last worker's results are committed.

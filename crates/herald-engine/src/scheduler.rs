@@ -15,8 +15,8 @@ use herald_store::{ClaimRequest, StoreError};
 use jiff::Timestamp;
 use tokio::sync::{Notify, mpsc, oneshot};
 
-use crate::Shared;
 use crate::jobs::Planner;
+use crate::{Clock, Shared};
 
 /// Most jobs claimed in one transaction.
 const CLAIM_BATCH: usize = 2048;
@@ -46,6 +46,11 @@ impl Default for Alarm {
 }
 
 impl Alarm {
+    /// Records the due time (ms) the sleeper sleeps until (`i64::MAX`: nothing is due).
+    pub(crate) fn sleeping_until(&self, ms: i64) {
+        self.next_wake.store(ms, Ordering::Release);
+    }
+
     /// A job due at `due` now exists: wake the scheduler if it sleeps past that.
     pub(crate) fn due_at(&self, due: Timestamp) {
         if due.as_millisecond() < self.next_wake.load(Ordering::Acquire) {
@@ -67,7 +72,7 @@ pub(crate) async fn run(shared: Arc<Shared>, claims: mpsc::Sender<ClaimMsg>) {
         }
         // While the claim is in flight, any job scheduled wakes the scheduler again: its due
         // time may be earlier than what the claim will report.
-        shared.alarm.next_wake.store(i64::MAX, Ordering::Release);
+        shared.alarm.sleeping_until(i64::MAX);
         let now = shared.clock.now();
         let (reply, answer) = oneshot::channel();
         let msg = ClaimMsg {
@@ -95,32 +100,56 @@ pub(crate) async fn run(shared: Arc<Shared>, claims: mpsc::Sender<ClaimMsg>) {
         if claimed >= CLAIM_BATCH {
             continue;
         }
-        let next_ms = next.map_or(i64::MAX, |t| t.as_millisecond());
-        shared.alarm.next_wake.store(next_ms, Ordering::Release);
-        let wait = match next {
-            None => MAX_SLEEP,
-            Some(t) => {
-                let ms = t.as_millisecond() - shared.clock.now().as_millisecond();
-                Duration::from_millis(ms.max(0) as u64).min(MAX_SLEEP)
-            }
-        };
-        if wait.is_zero() {
-            continue;
+        sleep_until_due(&shared.alarm, &*shared.clock, next, &mut jumps).await;
+    }
+}
+
+/// How long from now until `next`, at most `cap` (`cap` when nothing is due).
+pub(crate) fn time_until(clock: &dyn Clock, next: Option<Timestamp>, cap: Duration) -> Duration {
+    match next {
+        None => cap,
+        Some(t) => {
+            let ms = t.as_millisecond() - clock.now().as_millisecond();
+            Duration::from_millis(ms.max(0) as u64).min(cap)
         }
-        let jumped = async {
-            match jumps.as_mut() {
-                Some(rx) => {
-                    if rx.changed().await.is_err() {
-                        std::future::pending::<()>().await;
-                    }
+    }
+}
+
+/// After a claim that left `next` as the earliest due time: records it on `alarm` and sleeps
+/// until then (at most a minute), until the alarm rings, or until the clock jumps. Returns at
+/// once when `next` is already due.
+pub(crate) async fn sleep_until_due(
+    alarm: &Alarm,
+    clock: &dyn Clock,
+    next: Option<Timestamp>,
+    jumps: &mut Option<tokio::sync::watch::Receiver<()>>,
+) {
+    alarm.sleeping_until(next.map_or(i64::MAX, |t| t.as_millisecond()));
+    let wait = time_until(clock, next, MAX_SLEEP);
+    if !wait.is_zero() {
+        sleep_or_wake(alarm, wait, jumps).await;
+    }
+}
+
+/// Sleeps for `wait`, or until `alarm` rings, or until the clock jumps.
+async fn sleep_or_wake(
+    alarm: &Alarm,
+    wait: Duration,
+    jumps: &mut Option<tokio::sync::watch::Receiver<()>>,
+) {
+    let jumped = async {
+        match jumps.as_mut() {
+            Some(rx) => {
+                if rx.changed().await.is_err() {
+                    std::future::pending::<()>().await;
                 }
-                None => std::future::pending().await,
             }
-        };
-        tokio::select! {
-            _ = tokio::time::sleep(wait) => {}
-            _ = shared.alarm.wake.notified() => {}
-            _ = jumped => {}
+            None => std::future::pending().await,
         }
+    };
+    tokio::select! {
+        _ = tokio::time::sleep(wait) => {}
+        _ = alarm.wake.notified() => {}
+        _ = jumped => {}
     }
 }

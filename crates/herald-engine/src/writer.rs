@@ -12,7 +12,9 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use herald_store::{AcceptItem, AcceptOutcome, Batch, HandledEvent, JobStatus, StoreError};
+use herald_store::{
+    AcceptItem, AcceptOutcome, Batch, HandledEvent, JobStatus, StoreError, TriggerOutcome,
+};
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
 use crate::scheduler::ClaimMsg;
@@ -31,6 +33,29 @@ pub(crate) struct ApplyItem {
     pub accepted: Instant,
     pub event_id: String,
     pub permit: Option<OwnedSemaphorePermit>,
+}
+
+/// Hands `item` to the writer and waits for its outcome (after the commit).
+pub(crate) async fn submit(
+    shared: &Shared,
+    tx: &mpsc::Sender<AcceptRequest>,
+    item: AcceptItem,
+) -> Result<AcceptOutcome, EngineError> {
+    let permit = shared
+        .in_flight
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| EngineError::ShuttingDown)?;
+    let (reply, rx) = oneshot::channel();
+    tx.send(AcceptRequest {
+        item,
+        reply,
+        permit,
+    })
+    .await
+    .map_err(|_| EngineError::ShuttingDown)?;
+    rx.await.map_err(|_| EngineError::ShuttingDown)?
 }
 
 pub(crate) async fn run(
@@ -144,6 +169,19 @@ pub(crate) async fn run(
                             metrics::counter!("herald_events_accepted_total").increment(1);
                             shared.dispatch.send(e.clone(), now, Some(permit));
                         }
+                        AcceptOutcome::Progress(p) => {
+                            for (key, messages) in &p.messages {
+                                shared.hub.publish(key, messages);
+                            }
+                            for e in &p.events {
+                                shared.dispatch.send(e.clone(), now, None);
+                            }
+                        }
+                        AcceptOutcome::Trigger(TriggerOutcome::Stored { runs, .. })
+                            if *runs > 0 =>
+                        {
+                            shared.notify_alarm.due_at(jiff::Timestamp::MIN);
+                        }
                         AcceptOutcome::Job(job) => match job.status {
                             JobStatus::Cancelled => shared.cancelled_job(job.id),
                             JobStatus::Pending => {
@@ -207,9 +245,10 @@ fn track_progress(shared: &Shared, applies: &[ApplyItem], done: &herald_store::C
     }
     let raised = done.applied.iter().flat_map(|a| a.raised.iter());
     let claimed = done.claimed.iter().flat_map(|c| c.events.iter());
-    let accepted = done.accepted.iter().filter_map(|o| match o {
-        AcceptOutcome::Accepted(e) => Some(e),
-        _ => None,
+    let accepted = done.accepted.iter().flat_map(|o| match o {
+        AcceptOutcome::Accepted(e) => std::slice::from_ref(e),
+        AcceptOutcome::Progress(p) => p.events.as_slice(),
+        _ => &[],
     });
     for e in raised.chain(accepted).chain(claimed) {
         pending.insert(e.seq);
