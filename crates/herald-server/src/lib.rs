@@ -3,9 +3,11 @@
 
 pub mod auth;
 pub mod chat;
+pub mod deliveries;
 pub mod dialogs;
 pub mod error;
 pub mod jobs;
+pub mod novu;
 pub mod ops;
 pub mod pushgate;
 
@@ -24,6 +26,9 @@ pub struct AppState {
     pub engine: Arc<Engine>,
     pub admin_token: Arc<str>,
     pub push_limiter: Option<Arc<pushgate::Limiter>>,
+    /// Keys accepted as `Authorization: ApiKey <key>` on the notification API (besides the
+    /// admin token).
+    pub api_keys: Arc<[String]>,
 }
 
 #[derive(Debug, Clone)]
@@ -32,6 +37,8 @@ pub struct HttpConfig {
     /// Per-link activations per second (0 disables the limit) and burst.
     pub push_rate: u32,
     pub push_burst: u32,
+    /// Notification API keys (`api_keys` in herald.toml).
+    pub api_keys: Vec<String>,
 }
 
 impl Default for HttpConfig {
@@ -40,6 +47,7 @@ impl Default for HttpConfig {
             body_limit: 256 * 1024,
             push_rate: 100,
             push_burst: 200,
+            api_keys: Vec::new(),
         }
     }
 }
@@ -49,6 +57,7 @@ pub fn app_state(engine: Arc<Engine>, admin_token: &str, cfg: &HttpConfig) -> Ap
         engine,
         admin_token: admin_token.into(),
         push_limiter: pushgate::limiter(cfg.push_rate, cfg.push_burst).map(Arc::new),
+        api_keys: cfg.api_keys.clone().into(),
     }
 }
 
@@ -75,6 +84,8 @@ pub fn router(state: AppState, cfg: &HttpConfig) -> Router {
             get(dialogs::show_dialog),
         )
         .route("/api/v1/contacts/{id}", get(dialogs::show_contact))
+        .route("/api/v1/deliveries", get(deliveries::list))
+        .route("/api/v1/deliveries/{id}/retry", post(deliveries::retry))
         .route("/bots/{bot_id}/jobs/schedule", post(jobs::schedule))
         .route("/bots/{bot_id}/jobs", get(jobs::list))
         .route(
@@ -90,6 +101,7 @@ pub fn router(state: AppState, cfg: &HttpConfig) -> Router {
         .route("/readyz", get(ops::readyz))
         .route("/metrics", get(ops::metrics))
         .merge(api)
+        .merge(novu::router(state.clone()))
         .route("/chat/widget.js", get(chat::widget_js))
         .route("/chat/assets/{file}", get(chat::assets))
         .route("/chat/{bot_id}", get(chat::page))

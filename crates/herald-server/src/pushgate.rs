@@ -242,9 +242,9 @@ pub async fn activate(
             "gone",
             "this pushback link has expired or is used up",
         )),
-        AcceptOutcome::Job(_) => Err(ApiError::internal(
-            "a pushback activation was answered as a job",
-        )),
+        other => Err(ApiError::internal(format!(
+            "a pushback activation was answered with {other:?}"
+        ))),
     }
 }
 

@@ -48,6 +48,12 @@ pub struct Settings {
     pub shutdown_timeout_secs: u64,
     /// Threads of the async runtime (HTTP, WebSocket, the commit loop); 0: one per CPU.
     pub runtime_threads: usize,
+    /// Keys accepted as `Authorization: ApiKey <key>` by the notification API (`/v1`), besides
+    /// the admin token.
+    pub api_keys: Vec<String>,
+    /// `[smtp]`: the server email steps go through (host, port, username, password, from, tls,
+    /// timeout); read into `herald_channels::SmtpConfig` at start.
+    pub smtp: Option<serde_json::Value>,
 }
 
 impl std::fmt::Debug for Settings {
@@ -88,6 +94,8 @@ impl Default for Settings {
             log_format: "text".into(),
             shutdown_timeout_secs: 10,
             runtime_threads: 0,
+            api_keys: Vec::new(),
+            smtp: None,
         }
     }
 }
@@ -115,6 +123,15 @@ impl Settings {
                     toml.display()
                 )
             })
+    }
+
+    /// The `[smtp]` section, checked.
+    pub fn smtp(&self) -> Result<Option<herald_channels::SmtpConfig>, String> {
+        self.smtp
+            .clone()
+            .map(serde_json::from_value)
+            .transpose()
+            .map_err(|e| format!("invalid [smtp] settings: {e}"))
     }
 
     pub fn public_url(&self) -> String {

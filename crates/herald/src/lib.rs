@@ -181,6 +181,7 @@ pub async fn launch_project_with_clock(
         public_url: settings.public_url(),
         http_allow_link_local: settings.http_allow_link_local,
         http_timeout: Duration::from_millis(settings.http_timeout_ms.max(1)),
+        smtp: settings.smtp().map_err(anyhow::Error::msg)?,
         ..EngineConfig::default()
     };
     let engine = Engine::start_with_clock(store, Arc::new(project), engine_cfg, clock).await?;
@@ -188,6 +189,7 @@ pub async fn launch_project_with_clock(
         body_limit: settings.body_limit,
         push_rate: settings.pushback_rate_limit,
         push_burst: settings.pushback_rate_burst,
+        api_keys: settings.api_keys.clone(),
     };
     let state = herald_server::app_state(engine.clone(), &admin, &http);
     herald_server::spawn_housekeeping(&state);

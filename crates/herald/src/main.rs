@@ -34,7 +34,7 @@ enum Command {
     #[command(
         after_help = "More settings (herald.toml keys, or HERALD_<KEY> variables): body_limit, \
 pushback_rate_limit, pushback_rate_burst, script_timeout_ms, script_memory_mb, http_allow_link_local, \
-http_timeout_ms, workers, runtime_threads, sqlite_synchronous (full|normal), log, log_format (text|json), shutdown_timeout_secs. \
+http_timeout_ms, workers, runtime_threads, sqlite_synchronous (full|normal), log, log_format (text|json), shutdown_timeout_secs, api_keys, [smtp]. \
 See docs/configuration.md."
     )]
     Serve {
