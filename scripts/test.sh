@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs Herald's whole test suite: unit tests, the store conformance suite, integration tests
-# against the real server, the kill -9 test, and the headless-browser test of the chat page.
-# Installs what the browser test needs (Debian's chromium, playwright-core from npm) when missing.
+# against the real server, the kill -9 test, the headless-browser test of the chat page, Novu's
+# Node SDK against Herald, and email steps against a real SMTP server. Installs what they need
+# (Debian's chromium, Node.js and npm, playwright-core from npm, aiosmtpd from PyPI) when missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -19,6 +20,17 @@ if [ -z "${HERALD_SKIP_BROWSER:-}" ]; then
   if [ ! -d tests/browser/node_modules/playwright-core ]; then
     (cd tests/browser && npm ci --no-audit --no-fund --silent)
   fi
+fi
+
+# The notification tests need Node.js with npm (Novu's SDK) and Python's aiosmtpd (a real SMTP
+# server for email steps).
+if ! command -v npm >/dev/null 2>&1; then
+  echo "test.sh: installing nodejs and npm (Debian packages) for the Novu SDK test"
+  $(need_root) apt-get update -qq && $(need_root) apt-get install -y -qq nodejs npm >/dev/null
+fi
+if ! python3 -c "import aiosmtpd" >/dev/null 2>&1; then
+  echo "test.sh: installing aiosmtpd (PyPI) for the email tests"
+  python3 -m pip install --quiet aiosmtpd || $(need_root) apt-get install -y -qq python3-aiosmtpd >/dev/null
 fi
 
 if ! cargo nextest --version >/dev/null 2>&1; then

@@ -116,27 +116,27 @@ pub struct JobsArgs {
     #[arg(long, value_enum, default_value_t = DueMode::RunAt)]
     pub spread_due: DueMode,
     /// Earliest due time of a spread job, in seconds after it is sent.
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = crate::non_negative)]
     pub spread_min_sec: f64,
     /// Latest due time of a spread job, in seconds after it is sent.
-    #[arg(long, default_value_t = 5.0)]
+    #[arg(long, default_value_t = 5.0, value_parser = crate::non_negative)]
     pub spread_max_sec: f64,
     /// Jobs in the backlog phase, all due at the same instant.
     #[arg(long, default_value_t = 100_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub backlog_jobs: u64,
     /// Seconds from the start of the backlog's scheduling to its due instant [default:
     /// 5 + 1.5 × jobs / the scheduling rate of the spread phase (or 2,000/s without one)].
-    #[arg(long)]
+    #[arg(long, value_parser = crate::positive)]
     pub backlog_lead_sec: Option<f64>,
     /// Jobs in the memory phase, all due one day ahead.
     #[arg(long, default_value_t = 1_000_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub pending: u64,
     /// Idle seconds after scheduling before the last memory reading.
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = crate::non_negative)]
     pub idle_sec: f64,
     /// Stop waiting for runs when none finished for this many seconds after the last job was
     /// due (the jobs not done are then reported).
-    #[arg(long, default_value_t = 60.0)]
+    #[arg(long, default_value_t = 60.0, value_parser = crate::positive)]
     pub stall_timeout_sec: f64,
 }
 
@@ -149,11 +149,8 @@ struct PhaseReport {
 
 pub async fn run(args: &JobsArgs) -> Result<()> {
     ensure!(
-        args.spread_min_sec.is_finite()
-            && args.spread_min_sec >= 0.0
-            && args.spread_max_sec.is_finite()
-            && args.spread_max_sec >= args.spread_min_sec,
-        "--spread-min-sec and --spread-max-sec must satisfy 0 <= min <= max"
+        args.spread_max_sec >= args.spread_min_sec,
+        "--spread-min-sec must not be above --spread-max-sec"
     );
     if args.spread_due == DueMode::RunAfterSec {
         ensure!(
@@ -161,20 +158,6 @@ pub async fn run(args: &JobsArgs) -> Result<()> {
             "with --spread-due run-after-sec, --spread-min-sec and --spread-max-sec must be whole"
         );
     }
-    if let Some(lead) = args.backlog_lead_sec {
-        ensure!(
-            lead.is_finite() && lead > 0.0,
-            "--backlog-lead-sec must be > 0"
-        );
-    }
-    ensure!(
-        args.idle_sec.is_finite() && args.idle_sec >= 0.0,
-        "--idle-sec must be >= 0"
-    );
-    ensure!(
-        args.stall_timeout_sec.is_finite() && args.stall_timeout_sec > 0.0,
-        "--stall-timeout-sec must be > 0"
-    );
     let all = args.phase == Phase::All;
     let mut result = json!({
         "scenario": "jobs",

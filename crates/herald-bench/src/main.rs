@@ -132,3 +132,19 @@ where
     server.stop();
     result
 }
+
+/// A command-line number that must be finite and ≥ 0.
+fn non_negative(s: &str) -> Result<f64, String> {
+    match s.parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a number >= 0")),
+    }
+}
+
+/// A command-line number that must be finite and > 0.
+fn positive(s: &str) -> Result<f64, String> {
+    match non_negative(s) {
+        Ok(v) if v > 0.0 => Ok(v),
+        _ => Err(format!("`{s}` is not a number > 0")),
+    }
+}

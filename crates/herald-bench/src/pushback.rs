@@ -77,13 +77,13 @@ pub struct PushbackArgs {
     #[arg(long, default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=10_000))]
     pub concurrency: u32,
     /// Seconds of the throughput phase (0 skips it and the drain).
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = crate::non_negative)]
     pub duration: f64,
     /// Activations per second in the latency phase.
-    #[arg(long, default_value_t = 1000.0)]
+    #[arg(long, default_value_t = 1000.0, value_parser = crate::positive)]
     pub rate: f64,
     /// Seconds of the latency phase (0 skips it).
-    #[arg(long, default_value_t = 10.0)]
+    #[arg(long, default_value_t = 10.0, value_parser = crate::non_negative)]
     pub latency_duration: f64,
     /// Dialogs with an open WebSocket in the latency phase (the first K of --dialogs).
     #[arg(long, default_value_t = 200, value_parser = clap::value_parser!(u32).range(1..))]
@@ -106,18 +106,6 @@ struct Endpoint {
 }
 
 pub async fn run(args: &PushbackArgs, server: &mut Server) -> Result<()> {
-    ensure!(
-        args.duration.is_finite() && args.duration >= 0.0,
-        "--duration must be >= 0"
-    );
-    ensure!(
-        args.latency_duration.is_finite() && args.latency_duration >= 0.0,
-        "--latency-duration must be >= 0"
-    );
-    ensure!(
-        args.rate.is_finite() && args.rate > 0.0,
-        "--rate must be > 0"
-    );
     let admin = reqwest::Client::builder()
         .timeout(Duration::from_secs(30))
         .build()

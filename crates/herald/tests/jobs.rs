@@ -111,23 +111,6 @@ states:
 /// Where the manual clock starts: midnight UTC, 09:00 in the lab bot's Tokyo.
 const START: &str = "2030-01-01T00:00:00Z";
 
-const DEADLINE: Duration = Duration::from_secs(15);
-
-/// Polls `probe` until it yields a value; panics with `what` after [`DEADLINE`].
-async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
-    let until = tokio::time::Instant::now() + DEADLINE;
-    loop {
-        if let Some(v) = probe().await {
-            return v;
-        }
-        assert!(
-            tokio::time::Instant::now() < until,
-            "timed out after {DEADLINE:?} waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Milliseconds since the epoch of an RFC 3339 time in a response.
 fn ms(v: &Value) -> i64 {
     let s = v.as_str().unwrap_or_else(|| panic!("not a time: {v}"));

@@ -13,6 +13,24 @@ use serde_json::{Value, json};
 
 pub const ADMIN: &str = "test-admin-token";
 
+/// How long [`eventually`] waits.
+pub const DEADLINE: Duration = Duration::from_secs(15);
+
+/// Polls `probe` until it yields a value; panics with `what` after [`DEADLINE`].
+pub async fn eventually<T>(what: &str, mut probe: impl AsyncFnMut() -> Option<T>) -> T {
+    let until = tokio::time::Instant::now() + DEADLINE;
+    loop {
+        if let Some(v) = probe().await {
+            return v;
+        }
+        assert!(
+            tokio::time::Instant::now() < until,
+            "timed out after {DEADLINE:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Copies a project into a temp dir, replacing text (e.g. a default URL) in every bot.yaml.
 pub fn project_copy(src: &Path, replace: &[(&str, &str)]) -> tempfile::TempDir {
     let dir = tempfile::tempdir().expect("tempdir");
