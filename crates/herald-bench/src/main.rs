@@ -1,7 +1,7 @@
 //! `herald-bench`: benchmark programs that start a real `herald serve` and measure it.
 //!
-//! Each scenario is a subcommand implemented in its own module (`pushback` and `jobs` today;
-//! `trigger` and `broadcast` are meant to be siblings). A scenario gets a freshly started server
+//! Each scenario is a subcommand implemented in its own module (`pushback`, `jobs`, and
+//! `trigger` and `broadcast` in `notify`). A scenario gets a freshly started server
 //! ([`server::Server`]) with a throwaway project (`jobs` starts a fresh one per phase), drives
 //! load against it, prints human-readable numbers next to the targets, and ends with one
 //! machine-readable line `RESULT {json}`.
@@ -12,6 +12,8 @@
 
 mod client;
 mod jobs;
+mod load;
+mod notify;
 mod pushback;
 mod server;
 mod stats;
@@ -43,6 +45,12 @@ enum Scenario {
     /// Scheduled jobs: scheduling rate, execution rate and lateness with spread-out due times
     /// and with a backlog all due at once, and server memory with many pending jobs.
     Jobs(jobs::JobsArgs),
+    /// Notification triggers to single subscribers (one in_app step): triggers/s accepted and
+    /// processed, and trigger → feed entry latency.
+    Trigger(notify::TriggerArgs),
+    /// One broadcast to many subscribers (default 100,000) with one in_app step: time until
+    /// every feed entry is committed.
+    Broadcast(notify::BroadcastArgs),
 }
 
 /// Options every scenario takes.
@@ -73,6 +81,8 @@ fn main() -> ExitCode {
     let common = match &cli.scenario {
         Scenario::Pushback(a) => a.common.clone(),
         Scenario::Jobs(a) => a.common.clone(),
+        Scenario::Trigger(a) => a.common.clone(),
+        Scenario::Broadcast(a) => a.common.clone(),
     };
     // One thread: a current-thread runtime, so the pacer, the connections and the I/O driver
     // never wake each other across threads.
@@ -94,6 +104,18 @@ fn main() -> ExitCode {
                         with_server(&common, async |server| pushback::run(args, server).await).await
                     }
                     Scenario::Jobs(args) => jobs::run(args).await,
+                    Scenario::Trigger(args) => {
+                        with_server(&common, async |server| {
+                            notify::run_trigger(args, server).await
+                        })
+                        .await
+                    }
+                    Scenario::Broadcast(args) => {
+                        with_server(&common, async |server| {
+                            notify::run_broadcast(args, server).await
+                        })
+                        .await
+                    }
                 }
             })
         });

@@ -27,9 +27,7 @@ use anyhow::{Context, Result, bail, ensure};
 use bytes::Bytes;
 use clap::Args;
 use futures_util::{SinkExt, StreamExt, TryStreamExt, stream};
-use http_body_util::{BodyExt, Full};
-use hyper::header::{CONTENT_TYPE, HOST, HeaderValue};
-use hyper::{Method, Request, Uri};
+use hyper::Uri;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -41,6 +39,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::CommonArgs;
 use crate::client::{Sender, connect, reconnect};
+use crate::load::{Endpoint, Outcome, REQUEST_TIMEOUT, ThroughputResult, closed_loop, post};
 use crate::server::{ADMIN_TOKEN, BOT_ID, EventStats, Server, event_stats};
 use crate::stats::{ErrorTally, LatencyHist, Table, Target, per_sec, round3};
 
@@ -52,8 +51,6 @@ const TARGET_REPLY_RATE: f64 = 1_000.0;
 
 /// Concurrent requests while creating pushbacks.
 const CREATE_CONCURRENCY: usize = 8;
-/// Longest a single activation may take before it counts as a `timeout` error.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 const DRAIN_TIMEOUT: Duration = Duration::from_secs(120);
 /// Time to wait for missing replies after the last activation answered.
 const REPLY_GRACE: Duration = Duration::from_secs(5);
@@ -99,9 +96,8 @@ struct Link {
 
 /// Everything the activation clients share.
 #[derive(Clone)]
-struct Endpoint {
-    addr: SocketAddr,
-    host: HeaderValue,
+struct Links {
+    endpoint: Endpoint,
     links: Arc<Vec<Link>>,
 }
 
@@ -141,10 +137,8 @@ pub async fn run(args: &PushbackArgs, server: &mut Server) -> Result<()> {
         "seconds": round3(create_time.as_secs_f64()),
         "per_s": round3(per_sec(links.len() as u64, create_time)),
     });
-    let target = Endpoint {
-        addr: server.addr(),
-        host: HeaderValue::from_str(&server.addr().to_string())
-            .context("building the Host header")?,
+    let target = Links {
+        endpoint: Endpoint::new(server.addr(), None)?,
         links: Arc::new(links),
     };
     let counter = Arc::new(AtomicU64::new(0));
@@ -453,156 +447,35 @@ async fn create_pushbacks(
 }
 
 // ---------------------------------------------------------------------------------------------
-// Raw HTTP/1.1 activation client.
+// Activations.
 
-/// Result of one activation request.
-enum Outcome {
-    Status(u16),
-    Io,
-    Timeout,
-}
-
-impl Outcome {
-    fn is_success(&self) -> bool {
-        matches!(self, Outcome::Status(s) if (200..300).contains(s))
-    }
-
-    fn tally(&self, errors: &mut ErrorTally) {
-        match self {
-            Outcome::Status(s) => errors.status(*s),
-            Outcome::Io => errors.kind("io"),
-            Outcome::Timeout => errors.kind("timeout"),
-        }
-    }
-}
-
-/// Sends `POST <path>` with body `{"n":<n>}` on `sender` and reads the whole response.
-/// Returns the outcome and the instant the request was handed to the connection.
+/// Sends `POST <path>` with body `{"n":<n>}` and reads the whole response.
 async fn activate(
     sender: &mut Sender,
     target: &Endpoint,
     path: &Uri,
     n: u64,
 ) -> (Outcome, Instant) {
-    if sender.ready().await.is_err() {
-        return (Outcome::Io, Instant::now());
-    }
-    let mut req = Request::new(Full::new(Bytes::from(format!("{{\"n\":{n}}}"))));
-    *req.method_mut() = Method::POST;
-    *req.uri_mut() = path.clone();
-    let headers = req.headers_mut();
-    headers.insert(HOST, target.host.clone());
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    let sent = Instant::now();
-    let exchange = async {
-        let resp = sender.send_request(req).await?;
-        let status = resp.status().as_u16();
-        resp.into_body().collect().await?;
-        Ok::<_, hyper::Error>(status)
-    };
-    let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
-        Ok(Ok(status)) => Outcome::Status(status),
-        Ok(Err(_)) => Outcome::Io,
-        Err(_) => Outcome::Timeout,
-    };
-    (outcome, sent)
+    post(sender, target, path, Bytes::from(format!("{{\"n\":{n}}}"))).await
 }
 
 // ---------------------------------------------------------------------------------------------
 // Phase 2: throughput.
 
-struct ThroughputResult {
-    ok: u64,
-    elapsed: Duration,
-    hist: LatencyHist,
-    errors: ErrorTally,
-}
-
-#[derive(Default)]
-struct WorkerTally {
-    ok: u64,
-    hist: LatencyHist,
-    errors: ErrorTally,
-}
-
 async fn throughput(
-    target: &Endpoint,
+    target: &Links,
     concurrency: u32,
     duration: Duration,
     counter: &Arc<AtomicU64>,
 ) -> Result<ThroughputResult> {
-    // Open every connection before the clock starts.
-    let mut senders = Vec::with_capacity(concurrency as usize);
-    for _ in 0..concurrency {
-        senders.push(connect(target.addr).await?);
-    }
-    let done_ok = Arc::new(AtomicU64::new(0));
-    let start = Instant::now();
-    let deadline = start + duration;
-    let mut tasks: Vec<JoinHandle<WorkerTally>> = Vec::with_capacity(senders.len());
-    for mut sender in senders {
-        let target = target.clone();
-        let counter = Arc::clone(counter);
-        let done_ok = Arc::clone(&done_ok);
-        tasks.push(tokio::spawn(async move {
-            let mut tally = WorkerTally::default();
-            let n_links = target.links.len() as u64;
-            while Instant::now() < deadline {
-                let n = counter.fetch_add(1, Ordering::Relaxed);
-                let link = &target.links[(n % n_links) as usize];
-                let (outcome, sent) = activate(&mut sender, &target, &link.path, n).await;
-                if outcome.is_success() {
-                    tally.hist.record(sent.elapsed());
-                    tally.ok += 1;
-                    done_ok.fetch_add(1, Ordering::Relaxed);
-                } else {
-                    outcome.tally(&mut tally.errors);
-                    if !matches!(outcome, Outcome::Status(_)) {
-                        match reconnect(target.addr, deadline).await {
-                            Some(s) => sender = s,
-                            None => break,
-                        }
-                    }
-                }
-            }
-            tally
-        }));
-    }
-    let progress = tokio::spawn(progress_printer(done_ok, start, deadline));
-    let mut total = ThroughputResult {
-        ok: 0,
-        elapsed: Duration::ZERO,
-        hist: LatencyHist::new(),
-        errors: ErrorTally::default(),
-    };
-    for t in tasks {
-        let tally = t.await.context("throughput task panicked")?;
-        total.ok += tally.ok;
-        total.hist.merge(&tally.hist);
-        total.errors.merge(&tally.errors);
-    }
-    total.elapsed = start.elapsed();
-    progress.abort();
-    Ok(total)
-}
-
-/// Prints the accepted rate once a second while a phase runs.
-async fn progress_printer(done_ok: Arc<AtomicU64>, start: Instant, deadline: Instant) {
-    let mut tick = tokio::time::interval_at(
-        tokio::time::Instant::from_std(start) + Duration::from_secs(1),
-        Duration::from_secs(1),
-    );
-    let mut last = 0;
-    while Instant::now() < deadline {
-        tick.tick().await;
-        let now = done_ok.load(Ordering::Relaxed);
-        println!(
-            "  t={:>5.1}s  {:>8} accepted/s",
-            start.elapsed().as_secs_f64(),
-            now - last
-        );
-        last = now;
-    }
+    let links = Arc::clone(&target.links);
+    let counter = Arc::clone(counter);
+    closed_loop(&target.endpoint, concurrency, duration, move || {
+        let n = counter.fetch_add(1, Ordering::Relaxed);
+        let link = &links[(n % links.len() as u64) as usize];
+        (link.path.clone(), Bytes::from(format!("{{\"n\":{n}}}")))
+    })
+    .await
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -677,7 +550,7 @@ struct Frame {
 type Ws = WebSocketStream<TcpStream>;
 
 async fn latency(
-    target: &Endpoint,
+    target: &Links,
     dialogs: usize,
     rate: f64,
     duration: Duration,
@@ -686,7 +559,7 @@ async fn latency(
     // Open the sockets and wait for `hello`.
     let t = Instant::now();
     let sockets: Vec<Ws> = stream::iter(0..dialogs)
-        .map(|i| open_socket(target.addr, i))
+        .map(|i| open_socket(target.endpoint.addr, i))
         .buffered(16)
         .try_collect()
         .await?;
@@ -734,7 +607,7 @@ async fn latency(
     let job_rx = Arc::new(Mutex::new(job_rx));
     let mut workers: Vec<JoinHandle<Vec<Done>>> = Vec::with_capacity(conns);
     for _ in 0..conns {
-        let mut sender = connect(target.addr).await?;
+        let mut sender = connect(target.endpoint.addr).await?;
         let target = target.clone();
         let job_rx = Arc::clone(&job_rx);
         workers.push(tokio::spawn(async move {
@@ -743,9 +616,9 @@ async fn latency(
                 let job = { job_rx.lock().await.recv().await };
                 let Some(job) = job else { break };
                 let path = &target.links[job.dialog].path;
-                let (outcome, sent) = activate(&mut sender, &target, path, job.n).await;
+                let (outcome, sent) = activate(&mut sender, &target.endpoint, path, job.n).await;
                 let answered = Instant::now();
-                let broken = matches!(outcome, Outcome::Io | Outcome::Timeout);
+                let broken = outcome.is_broken();
                 done.push(Done {
                     dialog: job.dialog,
                     seq: job.seq,
@@ -755,7 +628,7 @@ async fn latency(
                     answered,
                 });
                 if broken {
-                    match reconnect(target.addr, Instant::now() + REQUEST_TIMEOUT).await {
+                    match reconnect(target.endpoint.addr, Instant::now() + REQUEST_TIMEOUT).await {
                         Some(s) => sender = s,
                         None => break,
                     }

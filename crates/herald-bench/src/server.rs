@@ -2,7 +2,8 @@
 //!
 //! [`Server::start`] writes a throwaway project into a temporary directory (two bots on the
 //! `chatwidget` channel: `bench`, answering the event `ping` with `pong`, and `jobs`, answering
-//! `hi` and defining the trigger `tick` that scheduled jobs run), picks a free local port,
+//! `hi` and defining the trigger `tick` that scheduled jobs run; and the workflow `bench-inapp`
+//! with one `in_app` step for the notification scenarios), picks a free local port,
 //! starts `herald serve --project <dir>` with its data directory inside the temporary directory,
 //! per-link rate limiting disabled and an admin token known to the bench, and waits until
 //! `GET /readyz` answers 200. The child is killed when the [`Server`] is dropped (on normal exit,
@@ -55,6 +56,18 @@ triggers:
       $session.ticks = ($session.ticks || 0) + 1;
 ";
 
+/// Workflow the notification benchmarks trigger: one `in_app` step rendered from the payload and
+/// the subscriber.
+pub const WORKFLOW_ID: &str = "bench-inapp";
+
+const WORKFLOW_YAML: &str = "\
+name: Bench in-app
+steps:
+  - type: in_app
+    subject: \"Update {{ payload.n }}\"
+    body: \"Hi {{ subscriber.firstName || 'there' }}, this is update {{ payload.n }}.\"
+";
+
 const READY_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How to find and run the server.
@@ -93,6 +106,12 @@ impl Server {
             fs::write(bot_dir.join("bot.yaml"), yaml)
                 .with_context(|| format!("writing {}/bot.yaml", bot_dir.display()))?;
         }
+        let workflows = project.join("workflows");
+        fs::create_dir_all(&workflows)
+            .with_context(|| format!("creating {}", workflows.display()))?;
+        let wf_path = workflows.join(format!("{WORKFLOW_ID}.yaml"));
+        fs::write(&wf_path, WORKFLOW_YAML)
+            .with_context(|| format!("writing {}", wf_path.display()))?;
         let data = root.join("data");
         let log_path = root.join("herald.log");
         let log = fs::File::create(&log_path)

@@ -56,6 +56,12 @@ pub async fn stats(
         "events": {"accepted": s.accepted, "handled": s.accepted - pending, "pending": pending},
         "dialogs": s.dialogs,
         "messages": s.messages,
+        "notifications": {
+            "triggers": s.notifications,
+            "runs": s.runs,
+            "runsPending": s.runs_pending,
+            "feedEntries": s.feed_entries,
+        },
     })))
 }
 

@@ -393,6 +393,22 @@ impl Store for SqliteStore {
             .await
     }
 
+    async fn upsert_subscribers(
+        &self,
+        upserts: Vec<SubscriberUpsert>,
+    ) -> Result<Vec<(Subscriber, bool)>> {
+        self.pool
+            .write(move |tx| {
+                upserts
+                    .iter()
+                    .filter_map(|u| {
+                        notify::upsert_subscriber(tx, u, &UpsertMode::CreateOrUpdate).transpose()
+                    })
+                    .collect()
+            })
+            .await
+    }
+
     async fn get_subscriber(&self, subscriber_id: &str) -> Result<Option<Subscriber>> {
         let id = subscriber_id.to_owned();
         self.pool
@@ -586,6 +602,12 @@ impl Store for SqliteStore {
                     messages: q("SELECT COALESCE(MAX(id), 0) FROM messages")?,
                     jobs: q("SELECT COALESCE(MAX(id), 0) FROM jobs")?,
                     contacts: q("SELECT COALESCE(MAX(id), 0) FROM contacts")?,
+                    notifications: q("SELECT COALESCE(MAX(id), 0) FROM notifications")?,
+                    runs: q("SELECT COALESCE(MAX(id), 0) FROM notification_runs")?,
+                    runs_pending: q(
+                        "SELECT COUNT(*) FROM notification_runs WHERE status = 'pending'",
+                    )?,
+                    feed_entries: q("SELECT COALESCE(MAX(id), 0) FROM feed")?,
                 })
             })
             .await

@@ -283,6 +283,32 @@ async fn subscribers_are_created_updated_listed_and_deleted(store: &dyn Store) {
         json!({}),
         "the profile goes with the subscriber id"
     );
+
+    // Many at once, in one transaction and in order: an id repeated in the same call is created
+    // by its first entry and updated by the second.
+    let t2 = at(1, 30);
+    let got = store
+        .upsert_subscribers(vec![
+            upsert("s1-bob", cid(1, 5), json!({"firstName": "Bob"}), t2),
+            upsert("s1-cy", cid(1, 6), json!({}), t2),
+            upsert("s1-cy", cid(1, 7), json!({"lastName": "Cy"}), t2),
+        ])
+        .await
+        .expect("bulk upsert");
+    let flags: Vec<(&str, i64, bool)> = got
+        .iter()
+        .map(|(s, created)| (s.subscriber_id.as_str(), s.id, *created))
+        .collect();
+    assert_eq!(
+        flags,
+        [
+            ("s1-bob", bob.id, false),
+            ("s1-cy", cid(1, 6), true),
+            ("s1-cy", cid(1, 6), false)
+        ]
+    );
+    assert_eq!(got[0].0.profile.get("firstName"), Some(&json!("Bob")));
+    assert_eq!(got[2].0.profile.get("lastName"), Some(&json!("Cy")));
 }
 
 async fn topics_are_filled_and_emptied_and_deleted_only_when_empty(store: &dyn Store) {

@@ -124,6 +124,12 @@ pub trait Store: Send + Sync + 'static {
         upsert: SubscriberUpsert,
         mode: UpsertMode,
     ) -> Result<Option<(Subscriber, bool)>>;
+    /// Creates or updates many subscribers in one transaction (all or none), in order; the flag
+    /// tells whether each was created.
+    async fn upsert_subscribers(
+        &self,
+        upserts: Vec<SubscriberUpsert>,
+    ) -> Result<Vec<(Subscriber, bool)>>;
     async fn get_subscriber(&self, subscriber_id: &str) -> Result<Option<Subscriber>>;
     /// Subscribers in creation order.
     async fn list_subscribers(&self, page: usize, limit: usize) -> Result<Vec<Subscriber>>;

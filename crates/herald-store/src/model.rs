@@ -291,4 +291,12 @@ pub struct Stats {
     pub jobs: i64,
     /// The highest contact id stored.
     pub contacts: i64,
+    /// The highest notification (trigger) id stored.
+    pub notifications: i64,
+    /// The highest notification run id stored (one run per trigger and subscriber).
+    pub runs: i64,
+    /// Runs waiting for their next step (a delay, a digest window, or not yet claimed).
+    pub runs_pending: i64,
+    /// The highest in-app feed entry id stored.
+    pub feed_entries: i64,
 }

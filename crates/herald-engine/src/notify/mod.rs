@@ -196,6 +196,17 @@ impl Engine {
         let u = upsert(s, shared, shared.clock.now());
         Ok(shared.store.upsert_subscriber(u, mode).await?)
     }
+
+    /// Creates or updates many subscribers in one transaction, in order.
+    pub async fn upsert_subscribers(
+        &self,
+        list: Vec<SubscriberIn>,
+    ) -> Result<Vec<(herald_store::Subscriber, bool)>, EngineError> {
+        let shared = self.shared();
+        let now = shared.clock.now();
+        let upserts = list.into_iter().map(|s| upsert(s, shared, now)).collect();
+        Ok(shared.store.upsert_subscribers(upserts).await?)
+    }
 }
 
 /// The executor: claims due runs, has them rendered, commits their progress.

@@ -131,15 +131,12 @@ pub async fn bulk(State(st): State<AppState>, NovuJson(body): NovuJson) -> NovuR
         .map(|(i, v)| subscriber_in(v, &format!("subscribers[{i}]")))
         .collect::<Result<_, _>>()?;
     let (mut created, mut updated) = (Vec::new(), Vec::new());
-    for s in parsed {
-        let id = s.subscriber_id.clone();
-        match st
-            .engine
-            .upsert_subscriber(s, UpsertMode::CreateOrUpdate)
-            .await?
-        {
-            Some((_, true)) => created.push(json!({"subscriberId": id})),
-            _ => updated.push(json!({"subscriberId": id})),
+    for (sub, new) in st.engine.upsert_subscribers(parsed).await? {
+        let entry = json!({"subscriberId": sub.subscriber_id});
+        if new {
+            created.push(entry);
+        } else {
+            updated.push(entry);
         }
     }
     Ok(data(

@@ -1,0 +1,206 @@
+//! Closed-loop HTTP load shared by the scenarios: `--concurrency` raw keep-alive connections
+//! (one task each, requests back to back on a connection) send POST requests for a fixed time,
+//! and each request's latency (request handed to the connection → whole response read) goes
+//! into a histogram.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
+use hyper::{Method, Request, Uri};
+use tokio::task::JoinHandle;
+
+use crate::client::{Sender, connect, reconnect};
+use crate::stats::{ErrorTally, LatencyHist};
+
+/// Longest a single request may take before it counts as a `timeout` error.
+pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Where the load goes: the server's address, its `Host` header and an optional
+/// `Authorization` header sent with every request.
+#[derive(Clone)]
+pub struct Endpoint {
+    pub addr: SocketAddr,
+    pub host: HeaderValue,
+    pub auth: Option<HeaderValue>,
+}
+
+impl Endpoint {
+    pub fn new(addr: SocketAddr, auth: Option<&str>) -> Result<Endpoint> {
+        Ok(Endpoint {
+            addr,
+            host: HeaderValue::from_str(&addr.to_string()).context("building the Host header")?,
+            auth: auth
+                .map(HeaderValue::from_str)
+                .transpose()
+                .context("building the Authorization header")?,
+        })
+    }
+}
+
+/// Result of one request.
+pub enum Outcome {
+    Status(u16),
+    Io,
+    Timeout,
+}
+
+impl Outcome {
+    pub fn is_success(&self) -> bool {
+        matches!(self, Outcome::Status(s) if (200..300).contains(s))
+    }
+
+    /// The connection is unusable after this outcome.
+    pub fn is_broken(&self) -> bool {
+        matches!(self, Outcome::Io | Outcome::Timeout)
+    }
+
+    pub fn tally(&self, errors: &mut ErrorTally) {
+        match self {
+            Outcome::Status(s) => errors.status(*s),
+            Outcome::Io => errors.kind("io"),
+            Outcome::Timeout => errors.kind("timeout"),
+        }
+    }
+}
+
+/// Sends `POST <path>` with a JSON `body` on `sender` and reads the whole response.
+/// Returns the outcome and the instant the request was handed to the connection.
+pub async fn post(
+    sender: &mut Sender,
+    endpoint: &Endpoint,
+    path: &Uri,
+    body: Bytes,
+) -> (Outcome, Instant) {
+    if sender.ready().await.is_err() {
+        return (Outcome::Io, Instant::now());
+    }
+    let mut req = Request::new(Full::new(body));
+    *req.method_mut() = Method::POST;
+    *req.uri_mut() = path.clone();
+    let headers = req.headers_mut();
+    headers.insert(HOST, endpoint.host.clone());
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Some(auth) = &endpoint.auth {
+        headers.insert(AUTHORIZATION, auth.clone());
+    }
+    let sent = Instant::now();
+    let exchange = async {
+        let resp = sender.send_request(req).await?;
+        let status = resp.status().as_u16();
+        resp.into_body().collect().await?;
+        Ok::<_, hyper::Error>(status)
+    };
+    let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
+        Ok(Ok(status)) => Outcome::Status(status),
+        Ok(Err(_)) => Outcome::Io,
+        Err(_) => Outcome::Timeout,
+    };
+    (outcome, sent)
+}
+
+/// What a closed-loop phase did.
+pub struct ThroughputResult {
+    /// Requests answered 2xx.
+    pub ok: u64,
+    pub elapsed: Duration,
+    /// Latency of the 2xx requests.
+    pub hist: LatencyHist,
+    pub errors: ErrorTally,
+}
+
+#[derive(Default)]
+struct WorkerTally {
+    ok: u64,
+    hist: LatencyHist,
+    errors: ErrorTally,
+}
+
+/// Runs `concurrency` connections for `duration`, each sending `next()`'s path and body as fast
+/// as the server answers. Prints the accepted rate once a second.
+pub async fn closed_loop<F>(
+    endpoint: &Endpoint,
+    concurrency: u32,
+    duration: Duration,
+    next: F,
+) -> Result<ThroughputResult>
+where
+    F: Fn() -> (Uri, Bytes) + Send + Sync + 'static,
+{
+    // Open every connection before the clock starts.
+    let mut senders = Vec::with_capacity(concurrency as usize);
+    for _ in 0..concurrency {
+        senders.push(connect(endpoint.addr).await?);
+    }
+    let next = Arc::new(next);
+    let done_ok = Arc::new(AtomicU64::new(0));
+    let start = Instant::now();
+    let deadline = start + duration;
+    let mut tasks: Vec<JoinHandle<WorkerTally>> = Vec::with_capacity(senders.len());
+    for mut sender in senders {
+        let endpoint = endpoint.clone();
+        let next = Arc::clone(&next);
+        let done_ok = Arc::clone(&done_ok);
+        tasks.push(tokio::spawn(async move {
+            let mut tally = WorkerTally::default();
+            while Instant::now() < deadline {
+                let (path, body) = next();
+                let (outcome, sent) = post(&mut sender, &endpoint, &path, body).await;
+                if outcome.is_success() {
+                    tally.hist.record(sent.elapsed());
+                    tally.ok += 1;
+                    done_ok.fetch_add(1, Ordering::Relaxed);
+                } else {
+                    outcome.tally(&mut tally.errors);
+                    if outcome.is_broken() {
+                        match reconnect(endpoint.addr, deadline).await {
+                            Some(s) => sender = s,
+                            None => break,
+                        }
+                    }
+                }
+            }
+            tally
+        }));
+    }
+    let progress = tokio::spawn(progress_printer(done_ok, start, deadline));
+    let mut total = ThroughputResult {
+        ok: 0,
+        elapsed: Duration::ZERO,
+        hist: LatencyHist::new(),
+        errors: ErrorTally::default(),
+    };
+    for t in tasks {
+        let tally = t.await.context("load task panicked")?;
+        total.ok += tally.ok;
+        total.hist.merge(&tally.hist);
+        total.errors.merge(&tally.errors);
+    }
+    total.elapsed = start.elapsed();
+    progress.abort();
+    Ok(total)
+}
+
+/// Prints the accepted rate once a second while a phase runs.
+async fn progress_printer(done_ok: Arc<AtomicU64>, start: Instant, deadline: Instant) {
+    let mut tick = tokio::time::interval_at(
+        tokio::time::Instant::from_std(start) + Duration::from_secs(1),
+        Duration::from_secs(1),
+    );
+    let mut last = 0;
+    while Instant::now() < deadline {
+        tick.tick().await;
+        let now = done_ok.load(Ordering::Relaxed);
+        println!(
+            "  t={:>5.1}s  {:>8} accepted/s",
+            start.elapsed().as_secs_f64(),
+            now - last
+        );
+        last = now;
+    }
+}
