@@ -27,8 +27,28 @@ const SCOPE_KEYS: &[&str] = &[
 
 impl Sandbox {
     /// Compiles every snippet of `wf` (replacing an earlier version of it).
+    ///
+    /// The context's global object is closed after its scope keys are defined: a template that
+    /// assigns to an undeclared name cannot leave a global behind for the next run (which, for
+    /// another subscriber, could leak data), so turns need no per-run cleanup of globals.
     pub fn load_workflow(&mut self, wf: &WorkflowDef) -> Result<(), Vec<Diagnostic>> {
         let js = self.compile_all(&wf.code, &Value::Object(Default::default()), &wf.file)?;
+        js.ctx
+            .with(|ctx| -> rquickjs::Result<()> {
+                let g = ctx.globals();
+                for key in SCOPE_KEYS {
+                    g.set(*key, rquickjs::Undefined)?;
+                }
+                ctx.eval::<(), _>("Object.preventExtensions(globalThis)")
+            })
+            .map_err(|e| {
+                vec![Diagnostic::new(
+                    &wf.file,
+                    0,
+                    0,
+                    format!("JavaScript engine: {e}"),
+                )]
+            })?;
         self.workflows.insert(wf.id.clone(), js);
         Ok(())
     }
@@ -78,18 +98,20 @@ impl WorkflowTurn<'_> {
         if self.prepared {
             return Ok(());
         }
-        let reset = self.js.reset.clone();
-        let scope = &self.scope;
+        let scope = self.scope.to_string();
         self.js
             .ctx
             .with(|ctx| -> rquickjs::Result<()> {
-                reset.restore(&ctx)?.call::<_, ()>(())?;
+                // One parse for the whole scope; a key it lacks reads as `undefined`.
+                let parsed = ctx.json_parse(scope)?;
+                let values = parsed.as_object();
                 let g = ctx.globals();
                 for key in SCOPE_KEYS {
-                    match scope.get(key) {
-                        Some(v) => g.set(*key, ctx.json_parse(v.to_string())?)?,
-                        None => g.set(*key, rquickjs::Undefined)?,
-                    }
+                    let v = match values {
+                        Some(o) => o.get::<_, rquickjs::Value>(*key)?,
+                        None => rquickjs::Value::new_undefined(ctx.clone()),
+                    };
+                    g.set(*key, v)?;
                 }
                 Ok(())
             })
@@ -166,6 +188,35 @@ mod tests {
                 .expect("renders"),
             "3 for Ann"
         );
+    }
+
+    #[test]
+    fn a_global_assigned_by_one_run_is_not_seen_by_the_next() {
+        let wf = workflow(
+            "steps:\n  - type: in_app\n    body: \"{{ (globalThis.leak = subscriber.secret, typeof leak) }}\"\n  - type: in_app\n    body: \"{{ typeof leak }}/{{ typeof payload }}\"\n",
+        );
+        let mut sb = Sandbox::new(Limits::default()).expect("sandbox");
+        sb.load_workflow(&wf).expect("compiles");
+        let bodies: Vec<&Template> = wf
+            .steps
+            .iter()
+            .map(|s| match &s.kind {
+                StepKind::InApp { body, .. } => body,
+                _ => panic!("in_app"),
+            })
+            .collect();
+        let mut turn = sb
+            .workflow_turn("w", json!({"subscriber": {"secret": "s3cr3t"}}))
+            .expect("turn");
+        // Snippets are strict code on a closed global object: the assignment throws.
+        let err = turn.render(bodies[0]).expect_err("cannot add a global");
+        assert!(err.message.contains("TypeError"), "{}", err.message);
+        assert_eq!(
+            turn.render(bodies[1]).expect("renders"),
+            "undefined/undefined"
+        );
+        let mut next = sb.workflow_turn("w", json!({"payload": {}})).expect("turn");
+        assert_eq!(next.render(bodies[1]).expect("renders"), "undefined/object");
     }
 
     #[test]
