@@ -1,0 +1,280 @@
+//! Crash safety of notification triggers. The real `herald` binary takes `POST /v1/events/trigger`
+//! from many concurrent clients and is killed with SIGKILL while requests are in flight, then
+//! restarts on the same data directory. A 201 means the trigger is committed (SPEC: "a 2xx on any
+//! write means the write is committed"), so every trigger answered 201 must produce its in-app
+//! feed entry after the restart, exactly once, in the feed of the subscriber it was sent to; a
+//! trigger that was stored but not answered may be delivered, but also only once.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use common::ADMIN;
+use common::process::ChildServer;
+use serde_json::{Value, json};
+
+const BOT: &str =
+    "name: Shop\nchannels:\n  chatwidget: {}\nstates:\n  Hi:\n    q!: [hi]\n    a: hello\n";
+
+const WORKFLOW: &str = r#"name: Ping
+payloadSchema:
+  type: object
+  required: [n]
+steps:
+  - type: in_app
+    subject: "n {{ payload.n }}"
+    body: "ping {{ payload.n }} for {{ subscriber.subscriberId }}"
+"#;
+
+const SUBSCRIBERS: usize = 24;
+const TASKS: usize = 16;
+
+/// One trigger as the client saw it.
+struct Issued {
+    subscriber: usize,
+    n: u64,
+    acked: bool,
+}
+
+/// Triggers `ping` to the subscribers round-robin, one request at a time, until `stop` or the
+/// first request that is not answered 201 (after the kill every request fails).
+async fn load(
+    http: reqwest::Client,
+    base: String,
+    subscribers: Vec<usize>,
+    counter: Arc<AtomicU64>,
+    acked_total: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+) -> (Vec<Issued>, Vec<String>) {
+    let mut issued = Vec::new();
+    let mut odd = Vec::new();
+    'outer: loop {
+        for &subscriber in &subscribers {
+            if stop.load(Ordering::SeqCst) {
+                break 'outer;
+            }
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            let res = http
+                .post(format!("{base}/v1/events/trigger"))
+                .header("Authorization", format!("ApiKey {ADMIN}"))
+                .json(&json!({
+                    "name": "ping",
+                    "to": format!("s{subscriber}"),
+                    "payload": {"n": n},
+                    "transactionId": format!("tx-{n}"),
+                }))
+                .send()
+                .await;
+            let acked = matches!(&res, Ok(r) if r.status() == 201);
+            issued.push(Issued {
+                subscriber,
+                n,
+                acked,
+            });
+            if !acked {
+                if let Ok(r) = res {
+                    let status = r.status();
+                    odd.push(format!(
+                        "n={n} s{subscriber}: {status} {}",
+                        r.text().await.unwrap_or_default()
+                    ));
+                }
+                break 'outer;
+            }
+            acked_total.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    (issued, odd)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_acknowledged_trigger_lands_in_the_feed_exactly_once_after_kill_9() {
+    tokio::time::timeout(Duration::from_secs(240), scenario())
+        .await
+        .expect("the kill -9 scenario took longer than 240 s");
+}
+
+/// The `notifications` counters of the admin stats.
+async fn counters(server: &ChildServer, http: &reqwest::Client) -> Value {
+    let (s, v) = server.get(http, "/api/v1/admin/stats").await;
+    assert_eq!(s, 200, "stats: {v}");
+    v["notifications"].clone()
+}
+
+/// Every `n` in subscriber `s<i>`'s feed, newest first, read page by page.
+async fn feed_of(server: &ChildServer, http: &reqwest::Client, i: usize) -> Vec<u64> {
+    let mut ns = Vec::new();
+    for page in 0.. {
+        let (s, v) = server
+            .get(
+                http,
+                &format!("/v1/subscribers/s{i}/notifications/feed?limit=100&page={page}"),
+            )
+            .await;
+        assert_eq!(s, 200, "feed of s{i}: {v}");
+        let data = v["data"].as_array().cloned().unwrap_or_default();
+        for entry in &data {
+            let n = entry["subject"]
+                .as_str()
+                .and_then(|t| t.strip_prefix("n "))
+                .and_then(|t| t.parse().ok())
+                .unwrap_or_else(|| panic!("s{i}: unexpected feed entry {entry}"));
+            assert_eq!(
+                entry["content"],
+                format!("ping {n} for s{i}"),
+                "s{i}: the entry is rendered for its subscriber"
+            );
+            ns.push(n);
+        }
+        if v["hasMore"] != true {
+            break;
+        }
+    }
+    ns
+}
+
+async fn scenario() {
+    let project = common::project_with_bot("shop", BOT);
+    let workflows = project.path().join("workflows");
+    std::fs::create_dir_all(&workflows).expect("mkdir workflows");
+    std::fs::write(workflows.join("ping.yaml"), WORKFLOW).expect("write workflow");
+    let data = tempfile::tempdir().expect("tempdir");
+    let logs = tempfile::tempdir().expect("tempdir");
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(20))
+        .build()
+        .expect("client");
+
+    let mut first = ChildServer::spawn(
+        project.path(),
+        data.path(),
+        &logs.path().join("first.log"),
+        &[],
+    );
+    first.wait_ready(&http).await;
+
+    // Each task owns a disjoint set of subscribers.
+    let counter = Arc::new(AtomicU64::new(1));
+    let acked_total = Arc::new(AtomicU64::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            tokio::spawn(load(
+                http.clone(),
+                first.base.clone(),
+                (t..SUBSCRIBERS).step_by(TASKS).collect(),
+                counter.clone(),
+                acked_total.clone(),
+                stop.clone(),
+            ))
+        })
+        .collect();
+
+    // About a second of load (longer if the machine is so slow that little was acknowledged).
+    let started = Instant::now();
+    while started.elapsed() < Duration::from_secs(1)
+        || (acked_total.load(Ordering::SeqCst) < 50 && started.elapsed() < Duration::from_secs(20))
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    first.child.kill().expect("SIGKILL herald"); // Child::kill sends SIGKILL on Unix
+    let status = first.child.wait().expect("reap herald");
+    stop.store(true, Ordering::SeqCst);
+    let killed_after = started.elapsed();
+
+    let mut issued = Vec::new();
+    let mut odd = Vec::new();
+    for t in tasks {
+        let (i, o) = t.await.expect("load task");
+        issued.extend(i);
+        odd.extend(o);
+    }
+    assert!(
+        odd.is_empty(),
+        "before the kill, triggers were answered with something other than 201:\n{}",
+        odd.join("\n")
+    );
+    assert!(
+        status.code().is_none(),
+        "herald had exited on its own ({status}) before the kill; log:\n{}",
+        first.log_text()
+    );
+
+    let mut second = ChildServer::spawn(
+        project.path(),
+        data.path(),
+        &logs.path().join("second.log"),
+        &[],
+    );
+    second.wait_ready(&http).await;
+    // Each run of this workflow writes one feed entry: wait until every stored run has.
+    let deadline = Instant::now() + Duration::from_secs(90);
+    let at_restart = counters(&second, &http).await;
+    loop {
+        let c = counters(&second, &http).await;
+        if c["runsPending"] == 0 && c["feedEntries"] == c["runs"] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "runs still unfinished 90 s after the restart: {c}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+
+    let mut seen: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    for i in 0..SUBSCRIBERS {
+        for n in feed_of(&second, &http, i).await {
+            seen.entry(n).or_default().push(i);
+        }
+    }
+    let acked: Vec<&Issued> = issued.iter().filter(|x| x.acked).collect();
+    let unacked_delivered = issued
+        .iter()
+        .filter(|x| !x.acked && seen.contains_key(&x.n))
+        .count();
+    println!(
+        "killed after {killed_after:?}: issued {}, acked {}, feed entries {}, unacked-but-delivered \
+         {unacked_delivered}, counters at restart {at_restart}",
+        issued.len(),
+        acked.len(),
+        seen.values().map(Vec::len).sum::<usize>(),
+    );
+    assert!(
+        !acked.is_empty(),
+        "no trigger was acknowledged before the kill"
+    );
+
+    let missing: Vec<u64> = acked
+        .iter()
+        .filter(|x| !seen.contains_key(&x.n))
+        .map(|x| x.n)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} acknowledged triggers have no feed entry after the restart (first: {:?})",
+        missing.len(),
+        acked.len(),
+        &missing[..missing.len().min(20)]
+    );
+    let twice: Vec<(&u64, &Vec<usize>)> = seen.iter().filter(|(_, s)| s.len() > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "triggers delivered more than once (n → subscribers): {twice:?}"
+    );
+    let sent_to: BTreeMap<u64, usize> = issued.iter().map(|x| (x.n, x.subscriber)).collect();
+    for (n, subs) in &seen {
+        let to = sent_to
+            .get(n)
+            .unwrap_or_else(|| panic!("feed entry n {n} in s{} was never sent", subs[0]));
+        assert_eq!(
+            subs[0], *to,
+            "feed entry n {n} landed in s{} but was sent to s{to}",
+            subs[0]
+        );
+    }
+    drop(second);
+}
