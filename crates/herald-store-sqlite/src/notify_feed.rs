@@ -46,39 +46,140 @@ fn feed_row(subscriber_id: &str) -> impl Fn(&Row<'_>) -> rusqlite::Result<Result
     }
 }
 
+/// One condition of a payload filter: the value at a JSON path of the trigger payload.
+#[derive(Debug, PartialEq)]
+enum Leaf {
+    /// An object (an empty object in the filter matches any object).
+    Object,
+    /// `true`, `false` or `null`: the JSON type says it all.
+    Literal(&'static str),
+    /// A number, by value.
+    Number(String),
+    Text(String),
+    /// An array as a whole, by its minified JSON text.
+    Array(String),
+}
+
+/// The leaves of a payload filter as `(SQLite JSON path, leaf)` pairs. Keys are quoted labels;
+/// a key holding `"` cannot be written as one, so such a filter matches nothing (`None`).
+fn filter_leaves(path: String, v: &Value, out: &mut Vec<(String, Leaf)>) -> Option<()> {
+    let leaf = match v {
+        Value::Object(m) if m.is_empty() => Leaf::Object,
+        Value::Object(m) => {
+            for (k, x) in m {
+                if k.contains('"') {
+                    return None;
+                }
+                filter_leaves(format!("{path}.\"{k}\""), x, out)?;
+            }
+            return Some(());
+        }
+        Value::Null => Leaf::Literal("null"),
+        Value::Bool(true) => Leaf::Literal("true"),
+        Value::Bool(false) => Leaf::Literal("false"),
+        Value::Number(n) => Leaf::Number(n.to_string()),
+        Value::String(t) => Leaf::Text(t.clone()),
+        Value::Array(_) => Leaf::Array(v.to_string()),
+    };
+    out.push((path, leaf));
+    Some(())
+}
+
+/// SQL conditions on `n.payload` for a payload filter, with their parameters numbered from
+/// `first`; `None` when the filter cannot match.
+fn payload_conditions(filter: &Value, first: usize) -> Option<(String, Vec<String>)> {
+    let mut leaves = Vec::new();
+    filter_leaves("$".to_owned(), filter, &mut leaves)?;
+    let mut sql = String::new();
+    let mut args = Vec::new();
+    for (path, leaf) in leaves {
+        let p = first + args.len();
+        let v = p + 1;
+        args.push(path);
+        let (cond, arg) = match leaf {
+            Leaf::Object => (format!("json_type(n.payload, ?{p}) = 'object'"), None),
+            Leaf::Literal(t) => (format!("json_type(n.payload, ?{p}) = '{t}'"), None),
+            Leaf::Number(n) => (
+                format!(
+                    "json_type(n.payload, ?{p}) IN ('integer', 'real') \
+                     AND json_extract(n.payload, ?{p}) = json_extract(?{v}, '$')"
+                ),
+                Some(n),
+            ),
+            Leaf::Text(t) => (
+                format!(
+                    "json_type(n.payload, ?{p}) = 'text' AND json_extract(n.payload, ?{p}) = ?{v}"
+                ),
+                Some(t),
+            ),
+            Leaf::Array(a) => (
+                format!(
+                    "json_type(n.payload, ?{p}) = 'array' \
+                     AND json(json_extract(n.payload, ?{p})) = json(?{v})"
+                ),
+                Some(a),
+            ),
+        };
+        sql.push_str(" AND ");
+        sql.push_str(&cond);
+        args.extend(arg);
+    }
+    Some((sql, args))
+}
+
 pub(crate) fn feed(c: &Connection, subscriber_id: &str, q: &FeedQuery) -> Result<Option<FeedPage>> {
     let Some(contact) = contact_id(c, subscriber_id)? else {
         return Ok(None);
     };
-    let (total, unseen, unread): (i64, i64, i64) = c
+    let (unseen, unread): (i64, i64) = c
         .prepare_cached(
-            "SELECT COALESCE(SUM((?2 IS NULL OR seen = ?2) AND (?3 IS NULL OR read = ?3)), 0),
-                    COALESCE(SUM(seen = 0), 0), COALESCE(SUM(read = 0), 0)
+            "SELECT COALESCE(SUM(seen = 0), 0), COALESCE(SUM(read = 0), 0)
              FROM feed WHERE contact_id = ?1",
         )
         .map_err(backend)?
-        .query_row(params![contact, q.seen, q.read], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })
+        .query_row(params![contact], |r| Ok((r.get(0)?, r.get(1)?)))
         .map_err(backend)?;
+    let (filter_sql, filter_args) = match &q.payload {
+        None => (String::new(), Vec::new()),
+        Some(f) => match payload_conditions(f, 4) {
+            Some(x) => x,
+            None => {
+                return Ok(Some(FeedPage {
+                    entries: Vec::new(),
+                    total: 0,
+                    unseen: unseen.max(0) as u64,
+                    unread: unread.max(0) as u64,
+                }));
+            }
+        },
+    };
+    let matching = format!(
+        "FROM feed f JOIN notifications n ON n.id = f.notification_id
+         WHERE f.contact_id = ?1 AND (?2 IS NULL OR f.seen = ?2) AND (?3 IS NULL OR f.read = ?3)\
+         {filter_sql}"
+    );
+    let mut args: Vec<&dyn rusqlite::ToSql> = vec![&contact, &q.seen, &q.read];
+    for a in &filter_args {
+        args.push(a);
+    }
+    let total: i64 = c
+        .prepare_cached(&format!("SELECT COUNT(*) {matching}"))
+        .map_err(backend)?
+        .query_row(args.as_slice(), |r| r.get(0))
+        .map_err(backend)?;
+    let (limit, skip) = (q.limit as i64, offset(q.page, q.limit));
+    let n = args.len();
+    args.push(&limit);
+    args.push(&skip);
     let mut st = c
         .prepare_cached(&format!(
-            "SELECT {FEED_COLUMNS} FROM feed f JOIN notifications n ON n.id = f.notification_id
-             WHERE f.contact_id = ?1 AND (?2 IS NULL OR f.seen = ?2) AND (?3 IS NULL OR f.read = ?3)
-             ORDER BY f.id DESC LIMIT ?4 OFFSET ?5"
+            "SELECT {FEED_COLUMNS} {matching} ORDER BY f.id DESC LIMIT ?{} OFFSET ?{}",
+            n + 1,
+            n + 2
         ))
         .map_err(backend)?;
     let entries = st
-        .query_map(
-            params![
-                contact,
-                q.seen,
-                q.read,
-                q.limit as i64,
-                offset(q.page, q.limit)
-            ],
-            feed_row(subscriber_id),
-        )
+        .query_map(args.as_slice(), feed_row(subscriber_id))
         .map_err(backend)?
         .map(|r| r.map_err(backend)?)
         .collect::<Result<Vec<_>>>()?;

@@ -689,7 +689,12 @@ async fn a_claimed_run_fills_the_feed_which_pages_and_marks(store: &dyn Store) {
         let txid = format!("t8-{i}");
         stored(
             store,
-            trigger(&txid, json!({"n": i}), Some(vec![to("s8", 0, t0)]), t0),
+            trigger(
+                &txid,
+                json!({"n": i, "order": {"id": format!("A{}", i % 2), "tags": ["x", i]}, "ok": i != 2}),
+                Some(vec![to("s8", 0, t0)]),
+                t0,
+            ),
         )
         .await;
     }
@@ -719,6 +724,7 @@ async fn a_claimed_run_fills_the_feed_which_pages_and_marks(store: &dyn Store) {
         limit: 2,
         seen,
         read: None,
+        payload: None,
     };
     let first = store
         .feed("s8", &q(0, None))
@@ -737,7 +743,10 @@ async fn a_claimed_run_fills_the_feed_which_pages_and_marks(store: &dyn Store) {
         ),
         ("t8-3", "welcome", "s8")
     );
-    assert_eq!(newest.payload, json!({"n": 3}));
+    assert_eq!(
+        newest.payload,
+        json!({"n": 3, "order": {"id": "A1", "tags": ["x", 3]}, "ok": true})
+    );
     assert_eq!(newest.cta, Some(json!({"url": "https://x.io"})));
     assert_eq!(newest.subject.as_deref(), Some("Subject 3"));
     let second = store
@@ -746,6 +755,53 @@ async fn a_claimed_run_fills_the_feed_which_pages_and_marks(store: &dyn Store) {
         .expect("feed")
         .expect("known");
     assert_eq!(second.entries.len(), 1);
+
+    // A payload filter is part of the query: pages and totals count matching entries only.
+    for (filter, expected) in [
+        (json!({"n": 2}), vec!["hello 2"]),
+        (json!({"n": 2.0}), vec!["hello 2"]),
+        (json!({"n": "2"}), vec![]),
+        (json!({"order": {"id": "A1"}}), vec!["hello 3", "hello 1"]),
+        (json!({"order": {"tags": ["x", 3]}}), vec!["hello 3"]),
+        (json!({"order": {"tags": ["x"]}}), vec![]),
+        (json!({"order": {}}), vec!["hello 3", "hello 2", "hello 1"]),
+        (json!({"ok": false}), vec!["hello 2"]),
+        (json!({"ok": null}), vec![]),
+        (json!({"n": 1, "order": {"id": "A1"}}), vec!["hello 1"]),
+        (json!({"n": 1, "missing": 1}), vec![]),
+        (json!({"we\"ird": 1}), vec![]),
+        (json!({}), vec!["hello 3", "hello 2", "hello 1"]),
+    ] {
+        let page = store
+            .feed(
+                "s8",
+                &FeedQuery {
+                    limit: 10,
+                    payload: Some(filter.clone()),
+                    ..FeedQuery::default()
+                },
+            )
+            .await
+            .expect("feed")
+            .expect("known");
+        let bodies: Vec<&str> = page.entries.iter().map(|e| e.body.as_str()).collect();
+        assert_eq!(bodies, expected, "payload filter {filter}");
+        assert_eq!(page.total, expected.len() as u64, "total of {filter}");
+        assert_eq!(page.unseen, 3, "unseen counts the whole feed");
+    }
+    let limited = store
+        .feed(
+            "s8",
+            &FeedQuery {
+                limit: 1,
+                payload: Some(json!({"order": {"id": "A1"}})),
+                ..FeedQuery::default()
+            },
+        )
+        .await
+        .expect("feed")
+        .expect("known");
+    assert_eq!((limited.entries.len(), limited.total), (1, 2));
 
     let t1 = at(8, 10);
     let marked = store

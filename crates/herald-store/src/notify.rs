@@ -373,6 +373,9 @@ pub struct FeedQuery {
     pub limit: usize,
     pub seen: Option<bool>,
     pub read: Option<bool>,
+    /// Only entries whose trigger payload contains this JSON object: every key, recursively,
+    /// with an equal value (numbers compare by value; arrays as a whole).
+    pub payload: Option<Value>,
 }
 
 #[derive(Debug, Clone, Default)]

@@ -422,6 +422,33 @@ async fn a_trigger_to_an_identified_subscriber_lands_rendered_in_the_feed_and_ca
     assert_eq!(feed["unseenCount"], 0, "{feed}");
     assert_eq!(feed["unreadCount"], 0, "{feed}");
     assert_eq!(n.unseen("ada").await, 0);
+
+    // `payload` (base64 of a JSON object) filters in the query: totals count matches only.
+    // eyJvcmRlcklkIjoiQTIifQ== is {"orderId":"A2"}, eyJvcmRlcklkIjoiQSJ9 is {"orderId":"A"}.
+    let (s, v) = n
+        .get("/v1/subscribers/ada/notifications/feed?limit=1&payload=eyJvcmRlcklkIjoiQTIifQ==")
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["totalCount"], 1, "{v}");
+    assert_eq!(v["hasMore"], false, "{v}");
+    assert_eq!(v["data"][0]["payload"]["orderId"], "A2", "{v}");
+    let (s, v) = n
+        .get("/v1/subscribers/ada/notifications/feed?payload=eyJvcmRlcklkIjoiQSJ9")
+        .await;
+    assert_eq!(
+        (s, &v["totalCount"], &v["data"]),
+        (200, &json!(0), &json!([])),
+        "{v}"
+    );
+    // WzFd is [1]: not an object.
+    for bad in ["WzFd", "not-base64!"] {
+        let (s, v) = n
+            .get(&format!(
+                "/v1/subscribers/ada/notifications/feed?payload={bad}"
+            ))
+            .await;
+        assert_eq!(s, 400, "payload={bad}: {v}");
+    }
 }
 
 // ---------------------------------------------------------------------------------------------

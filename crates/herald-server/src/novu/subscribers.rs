@@ -193,15 +193,12 @@ pub async fn feed(
     Path(id): Path<String>,
     Query(q): Query<FeedParams>,
 ) -> NovuResult<Response> {
-    let filter = match &q.payload {
-        Some(p) => Some(payload_filter(p)?),
-        None => None,
-    };
     let query = FeedQuery {
         page: q.page.unwrap_or(0),
         limit: q.limit.unwrap_or(10).clamp(1, 100),
         seen: q.seen,
         read: q.read,
+        payload: q.payload.as_deref().map(payload_filter).transpose()?,
     };
     let page = st
         .engine
@@ -210,12 +207,7 @@ pub async fn feed(
         .feed(&id, &query)
         .await?
         .ok_or_else(|| unknown(&id))?;
-    let entries: Vec<Value> = page
-        .entries
-        .iter()
-        .filter(|e| filter.as_ref().is_none_or(|f| contains(&e.payload, f)))
-        .map(message_json)
-        .collect();
+    let entries: Vec<Value> = page.entries.iter().map(message_json).collect();
     let body = json!({
         "data": entries,
         "totalCount": page.total,
@@ -242,16 +234,6 @@ fn payload_filter(raw: &str) -> Result<Value, ApiError> {
     }
 }
 
-/// Whether `value` has every key/value of `filter` (recursively for objects).
-fn contains(value: &Value, filter: &Value) -> bool {
-    match (value, filter) {
-        (Value::Object(v), Value::Object(f)) => f
-            .iter()
-            .all(|(k, fv)| v.get(k).is_some_and(|vv| contains(vv, fv))),
-        (v, f) => v == f,
-    }
-}
-
 #[derive(Deserialize)]
 pub struct UnseenParams {
     seen: Option<bool>,
@@ -267,6 +249,7 @@ pub async fn unseen(
         limit: 1,
         seen: Some(q.seen.unwrap_or(false)),
         read: None,
+        payload: None,
     };
     let page = st
         .engine
