@@ -562,14 +562,14 @@ async fn a_repeated_transaction_id_or_idempotency_key_answers_the_same_and_runs_
     assert_eq!(n.activity_list().await.len(), 1, "one activity record");
 
     // Idempotency-Key: no transactionId, the header decides.
-    let send = async || {
+    let send_to = async |path: &str, body: Value| {
         let r = n
             .server
             .http
-            .post(n.server.url("/v1/events/trigger"))
+            .post(n.server.url(path))
             .header("authorization", format!("ApiKey {ADMIN}"))
             .header("idempotency-key", "key-123")
-            .json(&json!({"name": "order-shipped", "to": "ida", "payload": {"orderId": "I1"}}))
+            .json(&body)
             .send()
             .await
             .expect("send");
@@ -579,6 +579,13 @@ async fn a_repeated_transaction_id_or_idempotency_key_answers_the_same_and_runs_
             .map(|v| v.to_str().unwrap_or_default().to_owned());
         let (s, v) = status_json(r).await;
         (s, v, replay)
+    };
+    let send = async || {
+        send_to(
+            "/v1/events/trigger",
+            json!({"name": "order-shipped", "to": "ida", "payload": {"orderId": "I1"}}),
+        )
+        .await
     };
     let (s1, v1, r1) = send().await;
     let (s2, v2, r2) = send().await;
@@ -590,6 +597,30 @@ async fn a_repeated_transaction_id_or_idempotency_key_answers_the_same_and_runs_
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(n.entries("ida").await.len(), 1, "one feed entry");
     assert_eq!(n.activity_list().await.len(), 2, "one more activity record");
+
+    // A bulk under the same key is its own request (its events have keys of their own); sent
+    // again, it answers the same transaction ids and stores nothing new.
+    let bulk = json!({"events": [
+        {"name": "order-shipped", "to": "bea", "payload": {"orderId": "B1"}},
+        {"name": "order-shipped", "to": "bea", "payload": {"orderId": "B2"}},
+    ]});
+    let (s1, v1, r1) = send_to("/v1/events/trigger/bulk", bulk.clone()).await;
+    let (s2, v2, r2) = send_to("/v1/events/trigger/bulk", bulk).await;
+    assert_eq!((s1, s2), (201, 201), "{v1} {v2}");
+    assert_eq!(v1, v2, "the same answer");
+    assert_ne!(
+        v1["data"][0]["transactionId"], v1["data"][1]["transactionId"],
+        "{v1}"
+    );
+    assert_eq!((r1, r2.as_deref()), (None, Some("true")));
+    n.wait_feed("bea", 2).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(n.entries("bea").await.len(), 2, "one feed entry per event");
+    assert_eq!(
+        n.activity_list().await.len(),
+        4,
+        "two more activity records"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

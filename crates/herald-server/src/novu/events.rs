@@ -112,8 +112,17 @@ pub async fn broadcast(
 
 /// Every event is validated first: one bad event refuses the whole bulk (422 naming it) and
 /// nothing is stored. Valid events are stored together.
+///
+/// With an `Idempotency-Key`, event `i` is stored under the key `bulk:<key>#<i>`: a repeated bulk
+/// answers with the first results and stores nothing new, and a bulk that was cut off half-way
+/// (a crash before the answer) stores only the events it had not stored yet.
 #[tracing::instrument(skip_all)]
-pub async fn bulk(State(st): State<AppState>, NovuJson(body): NovuJson) -> NovuResult<Response> {
+pub async fn bulk(
+    State(st): State<AppState>,
+    headers: HeaderMap,
+    NovuJson(body): NovuJson,
+) -> NovuResult<Response> {
+    let key = idempotency_key(&headers)?;
     let events = match body.get("events") {
         Some(Value::Array(list)) => list,
         _ => return Err(ApiError::unprocessable("events", "must be a list of triggers").into()),
@@ -132,7 +141,8 @@ pub async fn bulk(State(st): State<AppState>, NovuJson(body): NovuJson) -> NovuR
                 ApiError::unprocessable(&format!("events[{i}]"), "must be an object").into(),
             );
         };
-        let req = trigger_request(o, false, None).map_err(|mut err| {
+        let event_key = key.as_ref().map(|k| format!("bulk:{k}#{i}"));
+        let req = trigger_request(o, false, event_key).map_err(|mut err| {
             err.message = format!("events[{i}].{}", err.message);
             err
         })?;
@@ -153,7 +163,9 @@ pub async fn bulk(State(st): State<AppState>, NovuJson(body): NovuJson) -> NovuR
     let results =
         futures_util::future::join_all(requests.into_iter().map(|r| st.engine.trigger(r))).await;
     let mut out = Vec::with_capacity(results.len());
+    let mut all_repeated = true;
     for r in results {
+        all_repeated &= matches!(&r, Ok(o) if o.repeated);
         out.push(match r {
             Ok(o) => result_json(&o),
             Err(TriggerError::Engine(e)) => return Err(NovuError(e.into())),
@@ -163,7 +175,12 @@ pub async fn bulk(State(st): State<AppState>, NovuJson(body): NovuJson) -> NovuR
             }
         });
     }
-    Ok(data(StatusCode::CREATED, Value::Array(out)))
+    let mut resp = data(StatusCode::CREATED, Value::Array(out));
+    if all_repeated {
+        resp.headers_mut()
+            .insert("idempotency-replay", HeaderValue::from_static("true"));
+    }
+    Ok(resp)
 }
 
 pub async fn cancel(
