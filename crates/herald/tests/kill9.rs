@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::ADMIN;
-use common::process::ChildServer;
+use common::process::{self, ChildServer};
 use serde_json::json;
 
 const BOT: &str = r#"name: Bench
@@ -139,35 +139,8 @@ async fn scenario() {
         })
         .collect();
 
-    // About a second of load (longer if the machine is so slow that little was acknowledged).
-    let started = Instant::now();
-    while started.elapsed() < Duration::from_secs(1)
-        || (acked_total.load(Ordering::SeqCst) < 50 && started.elapsed() < Duration::from_secs(20))
-    {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-    first.child.kill().expect("SIGKILL herald"); // Child::kill sends SIGKILL on Unix
-    let status = first.child.wait().expect("reap herald");
-    stop.store(true, Ordering::SeqCst);
-    let killed_after = started.elapsed();
-
-    let mut issued = Vec::new();
-    let mut odd = Vec::new();
-    for t in tasks {
-        let (i, o) = t.await.expect("load task");
-        issued.extend(i);
-        odd.extend(o);
-    }
-    assert!(
-        odd.is_empty(),
-        "before the kill, activations were answered with something other than 200:\n{}",
-        odd.join("\n")
-    );
-    assert!(
-        status.code().is_none(),
-        "herald had exited on its own ({status}) before the kill; log:\n{}",
-        first.log_text()
-    );
+    let killed_after = first.kill_under_load(&acked_total, &stop).await;
+    let issued = process::gather(tasks, "200").await;
 
     let mut second = ChildServer::spawn(
         project.path(),

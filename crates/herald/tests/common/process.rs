@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -66,6 +67,27 @@ impl ChildServer {
         }
     }
 
+    /// Lets the load run for about a second (up to 20 s while fewer than 50 requests were
+    /// acknowledged, on a slow machine), then SIGKILLs the server, reaps it and raises `stop`.
+    /// Panics if the server had exited on its own. Returns how long the load ran.
+    pub async fn kill_under_load(&mut self, acked: &AtomicU64, stop: &AtomicBool) -> Duration {
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(1)
+            || (acked.load(Ordering::SeqCst) < 50 && started.elapsed() < Duration::from_secs(20))
+        {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        self.child.kill().expect("SIGKILL herald"); // Child::kill sends SIGKILL on Unix
+        let status = self.child.wait().expect("reap herald");
+        stop.store(true, Ordering::SeqCst);
+        assert!(
+            status.code().is_none(),
+            "herald had exited on its own ({status}) before the kill; log:\n{}",
+            self.log_text()
+        );
+        started.elapsed()
+    }
+
     pub fn log_text(&self) -> String {
         std::fs::read_to_string(&self.log).unwrap_or_default()
     }
@@ -113,4 +135,25 @@ impl ChildServer {
             .unwrap_or_else(|e| panic!("POST {path}: {e}; herald log:\n{}", self.log_text()));
         super::status_json(r).await
     }
+}
+
+/// Waits for load tasks, each reporting what it issued and the answers it did not expect, and
+/// returns everything issued. Panics if any task got an unexpected answer before the kill.
+pub async fn gather<T>(
+    tasks: Vec<tokio::task::JoinHandle<(Vec<T>, Vec<String>)>>,
+    expected: &str,
+) -> Vec<T> {
+    let mut issued = Vec::new();
+    let mut odd = Vec::new();
+    for t in tasks {
+        let (i, o) = t.await.expect("load task");
+        issued.extend(i);
+        odd.extend(o);
+    }
+    assert!(
+        odd.is_empty(),
+        "before the kill, requests were answered with something other than {expected}:\n{}",
+        odd.join("\n")
+    );
+    issued
 }
