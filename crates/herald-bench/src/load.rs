@@ -13,10 +13,11 @@ use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
 use hyper::{Method, Request, Uri};
+use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 use crate::client::{Sender, connect, reconnect};
-use crate::stats::{ErrorTally, LatencyHist};
+use crate::stats::{ErrorTally, LatencyHist, Table, Target, per_sec, round3};
 
 /// Longest a single request may take before it counts as a `timeout` error.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
@@ -112,6 +113,51 @@ pub struct ThroughputResult {
     /// Latency of the 2xx requests.
     pub hist: LatencyHist,
     pub errors: ErrorTally,
+}
+
+impl ThroughputResult {
+    /// Prints the phase's numbers, adds its rows to `table` (named `throughput: …`), and returns
+    /// them as JSON. `what` names the requests (`activations`, `triggers`).
+    pub fn report(&self, what: &str, table: &mut Table, rate: Target, p99: Target) -> Value {
+        let accept = self.hist.summary();
+        let per_s = per_sec(self.ok, self.elapsed);
+        let goal = |t: Target, unit: &str| match t {
+            Target::AtLeast(v) => format!("  (target >= {v:.0}{unit})"),
+            Target::AtMost(v) => format!("  (target <= {v}{unit})"),
+            Target::None => String::new(),
+        };
+        println!(
+            "requests {}  answered 2xx {}  in {:.3} s  =>  {per_s:.0} {what}/s{}",
+            self.ok + self.errors.total(),
+            self.ok,
+            self.elapsed.as_secs_f64(),
+            goal(rate, "/s")
+        );
+        println!(
+            "accept latency: {}{}",
+            accept.line(),
+            goal(p99, " ms at p99")
+        );
+        println!("errors: {}", self.errors.line());
+        table.row(&format!("throughput: {what}/s"), per_s, "/s", rate);
+        table.row("throughput: accept p50", accept.p50_ms, "ms", Target::None);
+        table.row("throughput: accept p99", accept.p99_ms, "ms", p99);
+        table.row("throughput: accept max", accept.max_ms, "ms", Target::None);
+        table.row(
+            "throughput: errors",
+            self.errors.total() as f64,
+            "",
+            Target::AtMost(0.0),
+        );
+        json!({
+            "requests": self.ok + self.errors.total(),
+            "accepted": self.ok,
+            "seconds": round3(self.elapsed.as_secs_f64()),
+            format!("{what}_per_s"): round3(per_s),
+            "accept_latency_ms": accept,
+            "errors": self.errors,
+        })
+    }
 }
 
 #[derive(Default)]

@@ -290,17 +290,7 @@ pub async fn run_trigger(args: &TriggerArgs, server: &mut Server) -> Result<()> 
         )
         .await?;
         server.check_alive()?;
-        let accept = tp.hist.summary();
-        let rate = per_sec(tp.ok, tp.elapsed);
-        println!(
-            "requests {}  accepted (201) {}  in {:.3} s  =>  {:.0} triggers/s",
-            tp.ok + tp.errors.total(),
-            tp.ok,
-            tp.elapsed.as_secs_f64(),
-            rate
-        );
-        println!("accept latency: {}", accept.line());
-        println!("errors: {}", tp.errors.line());
+        result["throughput"] = tp.report("triggers", &mut table, Target::None, Target::None);
 
         println!("\n== drain: waiting for one feed entry per accepted trigger");
         let drain = wait_for_feed(
@@ -323,15 +313,6 @@ pub async fn run_trigger(args: &TriggerArgs, server: &mut Server) -> Result<()> 
             drain.last.runs_pending,
             processed_rate
         );
-        table.row("throughput: accepted triggers/s", rate, "/s", Target::None);
-        table.row("throughput: accept p50", accept.p50_ms, "ms", Target::None);
-        table.row("throughput: accept p99", accept.p99_ms, "ms", Target::None);
-        table.row(
-            "throughput: errors",
-            tp.errors.total() as f64,
-            "",
-            Target::AtMost(0.0),
-        );
         table.row(
             "drain: feed entries/s (phase + drain)",
             processed_rate,
@@ -350,14 +331,6 @@ pub async fn run_trigger(args: &TriggerArgs, server: &mut Server) -> Result<()> 
             "",
             Target::AtMost(0.0),
         );
-        result["throughput"] = json!({
-            "requests": tp.ok + tp.errors.total(),
-            "accepted": tp.ok,
-            "seconds": round3(tp.elapsed.as_secs_f64()),
-            "triggers_per_s": round3(rate),
-            "accept_latency_ms": accept,
-            "errors": tp.errors,
-        });
         result["drain"] = json!({
             "seconds": round3(drain.elapsed.as_secs_f64()),
             "timed_out": drain.timed_out,

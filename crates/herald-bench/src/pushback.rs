@@ -160,21 +160,15 @@ pub async fn run(args: &PushbackArgs, server: &mut Server) -> Result<()> {
         )
         .await?;
         server.check_alive()?;
-        let accept = tp.hist.summary();
-        let rate = per_sec(tp.ok, tp.elapsed);
-        println!(
-            "requests {}  accepted (2xx) {}  in {:.3} s  =>  {:.0} activations/s (target >= {:.0})",
-            tp.ok + tp.errors.total(),
-            tp.ok,
-            tp.elapsed.as_secs_f64(),
-            rate,
-            TARGET_ACCEPT_RATE
+        let mut throughput = tp.report(
+            "activations",
+            &mut table,
+            Target::AtLeast(TARGET_ACCEPT_RATE),
+            Target::AtMost(TARGET_ACCEPT_P99_MS),
         );
-        println!(
-            "accept latency: {}  (target p99 <= {TARGET_ACCEPT_P99_MS} ms)",
-            accept.line()
-        );
-        println!("errors: {}", tp.errors.line());
+        throughput["target_activations_per_s"] = json!(TARGET_ACCEPT_RATE);
+        throughput["target_accept_p99_ms"] = json!(TARGET_ACCEPT_P99_MS);
+        result["throughput"] = throughput;
 
         println!("\n== drain: waiting for events.pending == 0");
         let drain = drain(&admin, &base).await?;
@@ -191,26 +185,6 @@ pub async fn run(args: &PushbackArgs, server: &mut Server) -> Result<()> {
             handled_rate
         );
         table.row(
-            "throughput: accepted activations/s",
-            rate,
-            "/s",
-            Target::AtLeast(TARGET_ACCEPT_RATE),
-        );
-        table.row("throughput: accept p50", accept.p50_ms, "ms", Target::None);
-        table.row(
-            "throughput: accept p99",
-            accept.p99_ms,
-            "ms",
-            Target::AtMost(TARGET_ACCEPT_P99_MS),
-        );
-        table.row("throughput: accept max", accept.max_ms, "ms", Target::None);
-        table.row(
-            "throughput: errors",
-            tp.errors.total() as f64,
-            "",
-            Target::AtMost(0.0),
-        );
-        table.row(
             "drain: handled/s (phase + drain)",
             handled_rate,
             "/s",
@@ -222,16 +196,6 @@ pub async fn run(args: &PushbackArgs, server: &mut Server) -> Result<()> {
             "s",
             Target::None,
         );
-        result["throughput"] = json!({
-            "requests": tp.ok + tp.errors.total(),
-            "accepted": tp.ok,
-            "seconds": round3(tp.elapsed.as_secs_f64()),
-            "activations_per_s": round3(rate),
-            "accept_latency_ms": accept,
-            "errors": tp.errors,
-            "target_activations_per_s": TARGET_ACCEPT_RATE,
-            "target_accept_p99_ms": TARGET_ACCEPT_P99_MS,
-        });
         result["drain"] = json!({
             "seconds": round3(drain.elapsed.as_secs_f64()),
             "timed_out": drain.timed_out,
