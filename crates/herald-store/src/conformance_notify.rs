@@ -691,7 +691,7 @@ async fn a_claimed_run_fills_the_feed_which_pages_and_marks(store: &dyn Store) {
             store,
             trigger(
                 &txid,
-                json!({"n": i, "order": {"id": format!("A{}", i % 2), "tags": ["x", i]}, "ok": i != 2}),
+                json!({"n": i, "order": {"id": format!("A{}", i % 2), "tags": ["x", i]}, "ok": i != 2, "a.b": i, "ü": "x"}),
                 Some(vec![to("s8", 0, t0)]),
                 t0,
             ),
@@ -745,7 +745,7 @@ async fn a_claimed_run_fills_the_feed_which_pages_and_marks(store: &dyn Store) {
     );
     assert_eq!(
         newest.payload,
-        json!({"n": 3, "order": {"id": "A1", "tags": ["x", 3]}, "ok": true})
+        json!({"n": 3, "order": {"id": "A1", "tags": ["x", 3]}, "ok": true, "a.b": 3, "ü": "x"})
     );
     assert_eq!(newest.cta, Some(json!({"url": "https://x.io"})));
     assert_eq!(newest.subject.as_deref(), Some("Subject 3"));
@@ -770,6 +770,8 @@ async fn a_claimed_run_fills_the_feed_which_pages_and_marks(store: &dyn Store) {
         (json!({"n": 1, "order": {"id": "A1"}}), vec!["hello 1"]),
         (json!({"n": 1, "missing": 1}), vec![]),
         (json!({"we\"ird": 1}), vec![]),
+        (json!({"a.b": 2}), vec!["hello 2"]),
+        (json!({"ü": "x"}), vec!["hello 3", "hello 2", "hello 1"]),
         (json!({}), vec!["hello 3", "hello 2", "hello 1"]),
     ] {
         let page = store
