@@ -247,7 +247,11 @@ async fn client_frame(st: &AppState, key: &DialogKey, text: &str) -> Option<Mess
                     "an ack frame needs `upTo`: the id of the last message received",
                 ));
             };
-            if let Err(e) = st.engine.shared().store.ack_messages(key, up_to).await {
+            let ack = AcceptItem::Ack {
+                dialog: key.clone(),
+                up_to,
+            };
+            if let Err(e) = st.engine.accept(ack).await {
                 tracing::error!(error = %e, "cannot store an ack");
             }
             return None;

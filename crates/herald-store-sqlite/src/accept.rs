@@ -60,6 +60,21 @@ pub(crate) fn accept_batch(
                 Some(record) => AcceptOutcome::Job(Box::new(record)),
                 None => AcceptOutcome::NotFound,
             },
+            AcceptItem::Ack { dialog, up_to } => {
+                tx.prepare_cached(
+                    "UPDATE dialogs SET acked_upto = MAX(acked_upto, ?4)
+                     WHERE channel_type = ?1 AND bot_id = ?2 AND chat_id = ?3",
+                )
+                .map_err(backend)?
+                .execute(params![
+                    dialog.channel_type,
+                    dialog.bot_id,
+                    dialog.chat_id,
+                    up_to
+                ])
+                .map_err(backend)?;
+                AcceptOutcome::Acked
+            }
             AcceptItem::Trigger(t) => AcceptOutcome::Trigger(crate::notify::trigger(tx, &t)?),
             AcceptItem::CancelTrigger {
                 transaction_id,

@@ -193,22 +193,6 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn ack_messages(&self, key: &DialogKey, up_to: i64) -> Result<()> {
-        let key = key.clone();
-        self.pool
-            .write(move |tx| {
-                tx.prepare_cached(
-                    "UPDATE dialogs SET acked_upto = MAX(acked_upto, ?4)
-                     WHERE channel_type = ?1 AND bot_id = ?2 AND chat_id = ?3",
-                )
-                .map_err(backend)?
-                .execute(params![key.channel_type, key.bot_id, key.chat_id, up_to])
-                .map_err(backend)?;
-                Ok(())
-            })
-            .await
-    }
-
     async fn create_pushback(&self, p: &Pushback) -> Result<()> {
         let p = p.clone();
         self.pool

@@ -342,25 +342,31 @@ async fn applying_creates_dialog_stores_replies_and_marks_handled(store: &dyn St
     handle_all(store).await;
 }
 
+/// Acknowledges `chat`'s messages up to `up_to` through a batch, as the chat socket does.
+async fn ack(store: &dyn Store, chat: &str, up_to: i64) {
+    let out = store
+        .accept(vec![AcceptItem::Ack {
+            dialog: key(chat),
+            up_to,
+        }])
+        .await
+        .expect("ack");
+    assert!(matches!(out[..], [AcceptOutcome::Acked]), "{out:?}");
+}
+
 async fn acknowledged_messages_are_not_replayed(store: &dyn Store) {
     let all = store
         .unacked_messages(&key("chat-h"), 100)
         .await
         .expect("unacked");
     assert_eq!(all.len(), 2, "outgoing messages only");
-    store
-        .ack_messages(&key("chat-h"), all[0].id)
-        .await
-        .expect("ack");
+    ack(store, "chat-h", all[0].id).await;
     let rest = store
         .unacked_messages(&key("chat-h"), 100)
         .await
         .expect("unacked");
     assert_eq!(rest.len(), 1);
-    store
-        .ack_messages(&key("chat-h"), 0)
-        .await
-        .expect("ack backwards");
+    ack(store, "chat-h", 0).await;
     assert_eq!(
         store
             .unacked_messages(&key("chat-h"), 100)

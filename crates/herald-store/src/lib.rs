@@ -78,9 +78,6 @@ pub trait Store: Send + Sync + 'static {
     /// Outgoing messages the client has not acknowledged, oldest first.
     async fn unacked_messages(&self, key: &DialogKey, limit: usize) -> Result<Vec<StoredMessage>>;
 
-    /// Moves the acknowledgement cursor forward (never back).
-    async fn ack_messages(&self, key: &DialogKey, up_to: i64) -> Result<()>;
-
     async fn create_pushback(&self, pushback: &Pushback) -> Result<()>;
     async fn get_pushback(&self, id: &str) -> Result<Option<Pushback>>;
     async fn list_pushbacks(

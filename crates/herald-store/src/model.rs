@@ -93,6 +93,10 @@ pub enum AcceptItem {
         job_id: i64,
         now: Timestamp,
     },
+    /// The chat client of `dialog` received its messages up to id `up_to`: a reconnect replays
+    /// only later ones (an ack never moves backwards). Acks ride a batch's transaction like
+    /// everything else rather than paying a commit each.
+    Ack { dialog: DialogKey, up_to: i64 },
     /// Stores a notification trigger and its runs (see [`crate::notify`]).
     Trigger(Box<crate::NewTrigger>),
     /// Cancels what is pending of a trigger: runs not finished (waiting on a delay or digest,
@@ -130,6 +134,8 @@ pub enum AcceptOutcome {
         next_due: Option<Timestamp>,
     },
     Progress(Box<crate::ProgressApplied>),
+    /// An [`AcceptItem::Ack`] was recorded.
+    Acked,
 }
 
 /// The result of handling one event: everything is applied in one transaction with the
