@@ -440,8 +440,11 @@ async fn a_trigger_to_an_identified_subscriber_lands_rendered_in_the_feed_and_ca
         (200, &json!(0), &json!([])),
         "{v}"
     );
-    // WzFd is [1]: not an object.
-    for bad in ["WzFd", "not-base64!"] {
+    // WzFd is [1]: not an object. The third compares 65 values, one more than allowed.
+    let many: serde_json::Map<String, Value> =
+        (0..65).map(|i| (format!("k{i}"), json!(i))).collect();
+    let many = base64_of(&Value::Object(many).to_string());
+    for bad in ["WzFd", "not-base64!", many.as_str()] {
         let (s, v) = n
             .get(&format!(
                 "/v1/subscribers/ada/notifications/feed?payload={bad}"
@@ -449,6 +452,11 @@ async fn a_trigger_to_an_identified_subscriber_lands_rendered_in_the_feed_and_ca
             .await;
         assert_eq!(s, 400, "payload={bad}: {v}");
     }
+}
+
+fn base64_of(text: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(text)
 }
 
 // ---------------------------------------------------------------------------------------------

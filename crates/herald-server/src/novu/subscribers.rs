@@ -226,11 +226,26 @@ fn payload_filter(raw: &str) -> Result<Value, ApiError> {
         .decode(raw.trim())
         .map_err(|_| ApiError::invalid_field("payload", "must be base64 of a JSON object"))?;
     match serde_json::from_slice::<Value>(&bytes) {
-        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(v @ Value::Object(_)) if leaves(&v) <= MAX_FILTER_LEAVES => Ok(v),
+        Ok(Value::Object(_)) => Err(ApiError::invalid_field(
+            "payload",
+            format!("may compare at most {MAX_FILTER_LEAVES} values"),
+        )),
         _ => Err(ApiError::invalid_field(
             "payload",
             "must be base64 of a JSON object",
         )),
+    }
+}
+
+/// Most values a feed's `payload` filter may compare (each is one condition of the query).
+const MAX_FILTER_LEAVES: usize = 64;
+
+/// The values a filter compares: every non-object value and every empty object, at any depth.
+fn leaves(v: &Value) -> usize {
+    match v {
+        Value::Object(m) if !m.is_empty() => m.values().map(leaves).sum(),
+        _ => 1,
     }
 }
 
