@@ -211,30 +211,6 @@ fn trigger_body(to: &str, n: u64) -> Value {
     json!({"name": WORKFLOW_ID, "to": to, "payload": {"n": n}})
 }
 
-fn memory_rows(server: &Server, table: &mut Table, result: &mut Value) {
-    if let Some(mem) = server.memory() {
-        println!(
-            "\nserver memory: RSS {:.1} MiB, peak {:.1} MiB",
-            mem.rss_kib as f64 / 1024.0,
-            mem.peak_rss_kib as f64 / 1024.0
-        );
-        table.row(
-            "server RSS at end",
-            mem.rss_kib as f64 / 1024.0,
-            "MiB",
-            Target::None,
-        );
-        table.row(
-            "server peak RSS",
-            mem.peak_rss_kib as f64 / 1024.0,
-            "MiB",
-            Target::None,
-        );
-        result["server_rss_kib"] = json!(mem.rss_kib);
-        result["server_peak_rss_kib"] = json!(mem.peak_rss_kib);
-    }
-}
-
 // ---------------------------------------------------------------------------------------------
 // Scenario `trigger`.
 
@@ -419,7 +395,7 @@ pub async fn run_trigger(args: &TriggerArgs, server: &mut Server) -> Result<()> 
         });
     }
 
-    memory_rows(server, &mut table, &mut result);
+    server.report_memory(&mut table, &mut result);
     println!("\n== summary (trigger)\n{}", table.render());
     println!("RESULT {result}");
     Ok(())
@@ -628,7 +604,7 @@ pub async fn run_broadcast(args: &BroadcastArgs, server: &mut Server) -> Result<
         "timed_out": drain.timed_out,
         "target_seconds": TARGET_BROADCAST_S,
     });
-    memory_rows(server, &mut table, &mut result);
+    server.report_memory(&mut table, &mut result);
     println!("\n== summary (broadcast)\n{}", table.render());
     println!("RESULT {result}");
     Ok(())

@@ -323,21 +323,7 @@ pub async fn run(args: &PushbackArgs, server: &mut Server) -> Result<()> {
     }
 
     // 5. Report.
-    if let Some(mem) = server.memory() {
-        println!(
-            "\nserver memory: RSS {:.1} MiB, peak {:.1} MiB",
-            mem.rss_kib as f64 / 1024.0,
-            mem.peak_rss_kib as f64 / 1024.0
-        );
-        table.row(
-            "server RSS at end",
-            mem.rss_kib as f64 / 1024.0,
-            "MiB",
-            Target::None,
-        );
-        result["server_rss_kib"] = json!(mem.rss_kib);
-        result["server_peak_rss_kib"] = json!(mem.peak_rss_kib);
-    }
+    server.report_memory(&mut table, &mut result);
     println!("\n== summary (pushback)\n{}", table.render());
     println!("RESULT {result}");
     Ok(())

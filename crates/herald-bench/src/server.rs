@@ -244,6 +244,24 @@ impl Server {
         })
     }
 
+    /// Prints the server's resident memory and adds it to a scenario's summary and `RESULT`.
+    pub fn report_memory(&self, table: &mut crate::stats::Table, result: &mut Value) {
+        let Some(mem) = self.memory() else {
+            return;
+        };
+        let mib = |kib: u64| kib as f64 / 1024.0;
+        println!(
+            "\nserver memory: RSS {:.1} MiB, peak {:.1} MiB",
+            mib(mem.rss_kib),
+            mib(mem.peak_rss_kib)
+        );
+        let none = crate::stats::Target::None;
+        table.row("server RSS at end", mib(mem.rss_kib), "MiB", none);
+        table.row("server peak RSS", mib(mem.peak_rss_kib), "MiB", none);
+        result["server_rss_kib"] = serde_json::json!(mem.rss_kib);
+        result["server_peak_rss_kib"] = serde_json::json!(mem.peak_rss_kib);
+    }
+
     /// The last lines of the server log, formatted for an error message.
     pub fn log_tail_block(&self) -> String {
         let Ok(text) = fs::read_to_string(self.log_path()) else {
