@@ -14,7 +14,7 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::process::ChildServer;
+use common::process::{ChildServer, Rig};
 use futures_util::StreamExt;
 use herald_engine::Clock;
 use serde_json::{Value, json};
@@ -117,20 +117,9 @@ async fn every_job_runs_exactly_once_across_a_kill_9() {
 
 async fn scenario() {
     let project = common::project_with_bot("ticker", &bot_yaml());
-    let data = tempfile::tempdir().expect("tempdir");
-    let logs = tempfile::tempdir().expect("tempdir");
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(30))
-        .build()
-        .expect("client");
-
-    let mut first = ChildServer::spawn(
-        project.path(),
-        data.path(),
-        &logs.path().join("first.log"),
-        &[],
-    );
-    first.wait_ready(&http).await;
+    let rig = Rig::new(project, &[], Duration::from_secs(30));
+    let http = rig.http.clone();
+    let first = rig.start("first").await;
 
     // The leads: one dialog each.
     let mut leads = Vec::with_capacity(LEADS);
@@ -205,7 +194,7 @@ async fn scenario() {
         "herald had exited on its own ({status}); log:\n{}",
         first.log_text()
     );
-    let on_disk = statuses_on_disk(data.path()).await;
+    let on_disk = statuses_on_disk(rig.data.path()).await;
     let done_at_kill = on_disk.get("done").copied().unwrap_or(0);
     println!(
         "scheduled {JOBS} jobs for {LEADS} leads in {scheduled_in:?}; killed with \
@@ -217,13 +206,7 @@ async fn scenario() {
          backlog bigger or slower"
     );
 
-    let mut second = ChildServer::spawn(
-        project.path(),
-        data.path(),
-        &logs.path().join("second.log"),
-        &[],
-    );
-    second.wait_ready(&http).await;
+    let second = rig.start("second").await;
     let restarted = Instant::now();
     let deadline = restarted + Duration::from_secs(120);
     let jobs = loop {

@@ -14,7 +14,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::ADMIN;
-use common::process::{self, ChildServer};
+use common::process::{self, Rig};
 use serde_json::json;
 
 const BOT: &str = r#"name: Bench
@@ -90,20 +90,9 @@ async fn every_acknowledged_activation_replies_exactly_once_after_kill_9() {
 
 async fn scenario() {
     let project = common::project_with_bot("bench", BOT);
-    let data = tempfile::tempdir().expect("tempdir");
-    let logs = tempfile::tempdir().expect("tempdir");
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("client");
-
-    let mut first = ChildServer::spawn(
-        project.path(),
-        data.path(),
-        &logs.path().join("first.log"),
-        NO_RATE_LIMIT,
-    );
-    first.wait_ready(&http).await;
+    let rig = Rig::new(project, NO_RATE_LIMIT, Duration::from_secs(20));
+    let http = rig.http.clone();
+    let mut first = rig.start("first").await;
 
     // One pushback per dialog.
     let mut links = Vec::with_capacity(DIALOGS);
@@ -142,13 +131,7 @@ async fn scenario() {
     let killed_after = first.kill_under_load(&acked_total, &stop).await;
     let issued = process::gather(tasks, "200").await;
 
-    let mut second = ChildServer::spawn(
-        project.path(),
-        data.path(),
-        &logs.path().join("second.log"),
-        NO_RATE_LIMIT,
-    );
-    second.wait_ready(&http).await;
+    let second = rig.start("second").await;
     let deadline = Instant::now() + Duration::from_secs(90);
     let mut pending_at_restart = None;
     loop {

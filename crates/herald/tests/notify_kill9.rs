@@ -13,7 +13,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::ADMIN;
-use common::process::{self, ChildServer};
+use common::process::{self, ChildServer, Rig};
 use serde_json::{Value, json};
 
 const BOT: &str =
@@ -141,20 +141,9 @@ async fn scenario() {
     let workflows = project.path().join("workflows");
     std::fs::create_dir_all(&workflows).expect("mkdir workflows");
     std::fs::write(workflows.join("ping.yaml"), WORKFLOW).expect("write workflow");
-    let data = tempfile::tempdir().expect("tempdir");
-    let logs = tempfile::tempdir().expect("tempdir");
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(20))
-        .build()
-        .expect("client");
-
-    let mut first = ChildServer::spawn(
-        project.path(),
-        data.path(),
-        &logs.path().join("first.log"),
-        &[],
-    );
-    first.wait_ready(&http).await;
+    let rig = Rig::new(project, &[], Duration::from_secs(20));
+    let http = rig.http.clone();
+    let mut first = rig.start("first").await;
 
     // Each task owns a disjoint set of subscribers.
     let counter = Arc::new(AtomicU64::new(1));
@@ -176,13 +165,7 @@ async fn scenario() {
     let killed_after = first.kill_under_load(&acked_total, &stop).await;
     let issued = process::gather(tasks, "201").await;
 
-    let mut second = ChildServer::spawn(
-        project.path(),
-        data.path(),
-        &logs.path().join("second.log"),
-        &[],
-    );
-    second.wait_ready(&http).await;
+    let second = rig.start("second").await;
     // Each run of this workflow writes one feed entry: wait until every stored run has.
     let deadline = Instant::now() + Duration::from_secs(90);
     let at_restart = counters(&second, &http).await;

@@ -9,6 +9,53 @@ use serde_json::Value;
 
 use super::ADMIN;
 
+/// What outlives the server processes of a crash test: the project, the data and log
+/// directories, the settings every process gets, and an HTTP client.
+pub struct Rig {
+    pub project: tempfile::TempDir,
+    pub data: tempfile::TempDir,
+    logs: tempfile::TempDir,
+    env: Vec<(String, String)>,
+    pub http: reqwest::Client,
+}
+
+impl Rig {
+    /// `timeout` bounds each HTTP request of the test.
+    pub fn new(project: tempfile::TempDir, env: &[(&str, &str)], timeout: Duration) -> Self {
+        Self {
+            project,
+            data: tempfile::tempdir().expect("tempdir"),
+            logs: tempfile::tempdir().expect("tempdir"),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+            http: reqwest::Client::builder()
+                .timeout(timeout)
+                .build()
+                .expect("client"),
+        }
+    }
+
+    /// Starts `herald serve` on the rig's project and data, logging to `<name>.log`, and waits
+    /// until it is ready.
+    pub async fn start(&self, name: &str) -> ChildServer {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let mut server = ChildServer::spawn(
+            self.project.path(),
+            self.data.path(),
+            &self.logs.path().join(format!("{name}.log")),
+            &env,
+        );
+        server.wait_ready(&self.http).await;
+        server
+    }
+}
+
 /// A `herald serve` child process; SIGKILLed and reaped on drop.
 pub struct ChildServer {
     /// The process; tests SIGKILL it with `child.kill()`.
