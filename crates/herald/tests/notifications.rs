@@ -452,6 +452,24 @@ async fn a_trigger_to_an_identified_subscriber_lands_rendered_in_the_feed_and_ca
             .await;
         assert_eq!(s, 400, "payload={bad}: {v}");
     }
+
+    // Lists in a request body are bounded: 501 ids to mark or to add to a topic are refused.
+    let ids: Vec<String> = (1..=501).map(|i| i.to_string()).collect();
+    let (s, v) = n
+        .post(
+            "/v1/subscribers/ada/messages/markAs",
+            json!({"messageId": ids, "mark": {"seen": true}}),
+        )
+        .await;
+    assert_eq!(s, 422, "{v}");
+    let (s, v) = n
+        .post("/v1/topics", json!({"key": "crowd", "name": "Crowd"}))
+        .await;
+    assert_eq!(s, 201, "{v}");
+    let (s, v) = n
+        .post("/v1/topics/crowd/subscribers", json!({"subscribers": ids}))
+        .await;
+    assert_eq!(s, 422, "{v}");
 }
 
 fn base64_of(text: &str) -> String {

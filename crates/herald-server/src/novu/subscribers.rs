@@ -301,6 +301,9 @@ fn mark_of(v: Option<&Value>) -> Result<FeedMark, ApiError> {
     Ok(mark)
 }
 
+/// Most messages one `markAs` request marks (`mark-all` marks a whole feed in one statement).
+const MAX_MARKS: usize = 500;
+
 fn message_ids(v: Option<&Value>) -> Result<Vec<i64>, ApiError> {
     let raw: Vec<String> = match v {
         Some(Value::String(s)) => s.split(',').map(|p| p.trim().to_owned()).collect(),
@@ -314,6 +317,12 @@ fn message_ids(v: Option<&Value>) -> Result<Vec<i64>, ApiError> {
             .collect::<Result<_, _>>()?,
         _ => return Err(ApiError::unprocessable("messageId", "is required")),
     };
+    if raw.len() > MAX_MARKS {
+        return Err(ApiError::unprocessable(
+            "messageId",
+            format!("has {} ids; send at most {MAX_MARKS}", raw.len()),
+        ));
+    }
     raw.iter()
         .map(|s| {
             s.parse::<i64>().map_err(|_| {

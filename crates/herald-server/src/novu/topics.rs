@@ -80,8 +80,15 @@ pub async fn list(State(st): State<AppState>, Query(q): Query<TopicQuery>) -> No
     Ok((StatusCode::OK, axum::Json(body)).into_response())
 }
 
+/// Most subscriber ids one request adds to or removes from a topic.
+const MAX_MEMBERS: usize = 500;
+
 fn ids(body: &serde_json::Map<String, Value>) -> Result<Vec<String>, ApiError> {
     match body.get("subscribers") {
+        Some(Value::Array(list)) if list.len() > MAX_MEMBERS => Err(ApiError::unprocessable(
+            "subscribers",
+            format!("has {} ids; send at most {MAX_MEMBERS}", list.len()),
+        )),
         Some(Value::Array(list)) => list
             .iter()
             .enumerate()
