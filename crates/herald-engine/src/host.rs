@@ -57,13 +57,40 @@ impl reqwest::dns::Resolve for FilteringResolver {
 }
 
 pub(crate) fn http_client(allow_link_local: bool) -> reqwest::Client {
+    outbound(allow_link_local)
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+/// The client of the delivery loop (webhook steps): the same address filter and redirect policy
+/// as `$http`, with a timeout for each whole request.
+pub(crate) fn delivery_client(allow_link_local: bool, timeout: Duration) -> reqwest::Client {
+    outbound(allow_link_local)
+        .timeout(timeout)
+        .build()
+        .unwrap_or_else(|_| reqwest::Client::new())
+}
+
+fn outbound(allow_link_local: bool) -> reqwest::ClientBuilder {
     let mut b = reqwest::Client::builder()
         .user_agent(concat!("herald/", env!("CARGO_PKG_VERSION")))
         .redirect(reqwest::redirect::Policy::none());
     if !allow_link_local {
         b = b.dns_resolver(Arc::new(FilteringResolver));
     }
-    b.build().unwrap_or_else(|_| reqwest::Client::new())
+    b
+}
+
+/// The literal IP address of `url` when it is a link-local or metadata address (the resolver
+/// filter only sees host names).
+pub(crate) fn forbidden_literal(url: &reqwest::Url) -> Option<IpAddr> {
+    let ip = url
+        .host_str()?
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .ok()?;
+    is_forbidden(ip).then_some(ip)
 }
 
 pub(crate) struct WorkerHost {
@@ -108,12 +135,7 @@ impl WorkerHost {
             ));
         }
         if !self.shared.config.http_allow_link_local
-            && let Some(host) = parsed.host_str()
-            && let Ok(ip) = host
-                .trim_start_matches('[')
-                .trim_end_matches(']')
-                .parse::<IpAddr>()
-            && is_forbidden(ip)
+            && let Some(ip) = forbidden_literal(&parsed)
         {
             return Err(format!(
                 "$http: {ip} is a link-local or metadata address and is refused"

@@ -1248,3 +1248,18 @@ async fn a_broadcast_reaches_every_subscriber() {
         "{rec}"
     );
 }
+
+#[tokio::test]
+async fn a_webhook_to_a_metadata_address_is_refused_without_a_request() {
+    let n = novu_real(|_| {}).await;
+    n.trigger(json!({"name": "hook", "to": "meg", "payload": {"url": "http://169.254.169.254/latest/meta-data"}}))
+        .await;
+    let d = wait_delivery(&n, "dead").await;
+    assert_eq!(d["attempts"], 1, "refused at once, not retried: {d}");
+    assert!(
+        d["lastError"]
+            .as_str()
+            .is_some_and(|e| e.contains("169.254.169.254") && e.contains("refused")),
+        "{d}"
+    );
+}

@@ -31,10 +31,8 @@ pub(crate) async fn run(shared: Arc<Shared>) {
             None
         }
     };
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(10))
-        .build()
-        .unwrap_or_default();
+    let allow_link_local = shared.config.http_allow_link_local;
+    let http = crate::host::delivery_client(allow_link_local, Duration::from_secs(10));
     let limit = Arc::new(Semaphore::new(MAX_CONCURRENT));
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -87,6 +85,17 @@ async fn deliver(shared: &Shared, http: &reqwest::Client, mailer: Option<&Mailer
     let attempt = match d.kind {
         DeliveryKind::Webhook => {
             match serde_json::from_value::<WebhookRequest>(d.request.clone()) {
+                Ok(req)
+                    if !shared.config.http_allow_link_local
+                        && let Some(ip) = reqwest::Url::parse(&req.url)
+                            .ok()
+                            .as_ref()
+                            .and_then(crate::host::forbidden_literal) =>
+                {
+                    Attempt::permanent(format!(
+                        "{ip} is a link-local or metadata address and is refused"
+                    ))
+                }
                 Ok(req) => send_webhook(http, &req, &format!("msg_{}", d.id), now).await,
                 Err(e) => {
                     Attempt::permanent(format!("the stored webhook request is unusable: {e}"))
