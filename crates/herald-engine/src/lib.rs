@@ -167,6 +167,15 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner())
             .len()
     }
+
+    /// Waits while the workers have more than half of `max_in_flight` events to handle, so that
+    /// what claims work (the job scheduler, the notification executor) never runs far ahead of
+    /// them: claimed work that raises events waits in memory until it is handled.
+    pub(crate) async fn wait_for_workers(&self) {
+        while self.pending_events() > self.config.max_in_flight / 2 {
+            tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        }
+    }
 }
 
 /// What a cancel request found.

@@ -66,10 +66,7 @@ pub(crate) async fn run(shared: Arc<Shared>, claims: mpsc::Sender<ClaimMsg>) {
     let mut jumps = shared.clock.jumps();
     let mut backoff = Duration::from_millis(100);
     loop {
-        // Do not run far ahead of the workers: claimed runs wait in memory until handled.
-        while shared.pending_events() > shared.config.max_in_flight / 2 {
-            tokio::time::sleep(Duration::from_millis(5)).await;
-        }
+        shared.wait_for_workers().await;
         // While the claim is in flight, any job scheduled wakes the scheduler again: its due
         // time may be earlier than what the claim will report.
         shared.alarm.sleeping_until(i64::MAX);

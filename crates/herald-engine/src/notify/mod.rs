@@ -291,6 +291,8 @@ async fn claim_loop(
             tokio::time::sleep(Duration::from_millis(2)).await;
             continue;
         }
+        // Chat steps raise bot events that the workers handle after the run's progress commits.
+        shared.wait_for_workers().await;
         shared.notify_alarm.sleeping_until(i64::MAX);
         let now = shared.clock.now();
         let item = AcceptItem::ClaimRuns { now, limit: room };
