@@ -747,6 +747,17 @@ async fn bad_triggers_are_refused_with_the_reason_and_store_nothing() {
         .await;
     assert_eq!(s, 422, "a bulk with one payload failing the schema: {v}");
     assert_eq!(v["details"]["field"], "events[1].payload", "{v}");
+    let (s, v) = n
+        .post(
+            "/v1/events/trigger/bulk",
+            json!({"events": [
+                {"name": "order-shipped", "to": "b1", "payload": {"orderId": "B"}},
+                {"name": "order-shipped", "to": [{"type": "Topic", "topicKey": "nobody-here"}], "payload": {"orderId": "B"}},
+            ]}),
+        )
+        .await;
+    assert_eq!(s, 422, "a bulk with one unknown topic: {v}");
+    assert_eq!(v["details"]["field"], "events[1].to", "{v}");
 
     let good = json!({"name": "order-shipped", "to": "u1", "payload": ok_payload});
     let url = n.server.url(trigger);

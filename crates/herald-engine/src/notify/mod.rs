@@ -109,6 +109,26 @@ impl Engine {
             .map_err(TriggerError::Payload)
     }
 
+    /// Checks that every topic a trigger names exists, without storing anything. [`Engine::trigger`]
+    /// checks this again in its transaction; a bulk calls it first for every event so that one
+    /// unknown topic refuses the whole bulk.
+    pub async fn check_topics(&self, req: &TriggerRequest) -> Result<(), TriggerError> {
+        for r in req.to.iter().flatten() {
+            if let RecipientIn::Topic(key) = r {
+                let (_, found) = self
+                    .shared()
+                    .store
+                    .list_topics(0, 1, Some(key))
+                    .await
+                    .map_err(EngineError::from)?;
+                if found == 0 {
+                    return Err(TriggerError::TopicNotFound(key.clone()));
+                }
+            }
+        }
+        Ok(())
+    }
+
     /// Validates ([`Engine::check_trigger`]) and stores a trigger; a topic in `to` must exist.
     /// Nothing is stored when the answer is an error.
     pub async fn trigger(&self, req: TriggerRequest) -> Result<Triggered, TriggerError> {

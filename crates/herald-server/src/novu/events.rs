@@ -146,7 +146,11 @@ pub async fn bulk(
             err.message = format!("events[{i}].{}", err.message);
             err
         })?;
-        if let Err(e) = st.engine.check_trigger(&req) {
+        let checked = match st.engine.check_trigger(&req) {
+            Ok(()) => st.engine.check_topics(&req).await,
+            Err(e) => Err(e),
+        };
+        if let Err(e) = checked {
             let mut err = trigger_error(e);
             if let Some(Value::Object(d)) = err.details.as_mut()
                 && let Some(Value::String(field)) = d.get_mut("field")
