@@ -18,7 +18,6 @@ use tokio::sync::Semaphore;
 use crate::Shared;
 use crate::scheduler::time_until;
 
-const CLAIM_BATCH: usize = 64;
 const MAX_CONCURRENT: usize = 32;
 const LEASE: SignedDuration = SignedDuration::from_secs(60);
 const MAX_SLEEP: Duration = Duration::from_secs(60);
@@ -36,13 +35,19 @@ pub(crate) async fn run(shared: Arc<Shared>) {
     let limit = Arc::new(Semaphore::new(MAX_CONCURRENT));
     let mut backoff = Duration::from_millis(100);
     loop {
+        // Lease only as many rows as can be sent now: a leased row waiting for a send slot
+        // would spend its lease waiting.
+        let Ok(first) = limit.clone().acquire_owned().await else {
+            return;
+        };
+        let mut permits = vec![first];
+        while let Ok(p) = limit.clone().try_acquire_owned() {
+            permits.push(p);
+        }
+        let room = permits.len();
         let now = shared.clock.now();
         let lease_until = now.checked_add(LEASE).unwrap_or(now);
-        let batch = match shared
-            .store
-            .claim_deliveries(now, lease_until, CLAIM_BATCH)
-            .await
-        {
+        let batch = match shared.store.claim_deliveries(now, lease_until, room).await {
             Ok(b) => b,
             Err(e) => {
                 tracing::error!(error = %e, retry_in = ?backoff, "cannot claim deliveries");
@@ -53,17 +58,14 @@ pub(crate) async fn run(shared: Arc<Shared>) {
         };
         backoff = Duration::from_millis(100);
         let claimed = batch.len();
-        for d in batch {
-            let Ok(permit) = limit.clone().acquire_owned().await else {
-                return;
-            };
+        for (d, permit) in batch.into_iter().zip(permits) {
             let (shared, http, mailer) = (shared.clone(), http.clone(), mailer.clone());
             tokio::spawn(async move {
                 deliver(&shared, &http, mailer.as_deref(), d).await;
                 drop(permit);
             });
         }
-        if claimed >= CLAIM_BATCH {
+        if claimed >= room {
             continue;
         }
         let next = shared.store.next_delivery_due().await.ok().flatten();

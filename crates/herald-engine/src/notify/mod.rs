@@ -308,7 +308,10 @@ async fn claim_loop(
     loop {
         let room = in_flight.available_permits().min(CLAIM_BATCH);
         if room == 0 {
-            tokio::time::sleep(Duration::from_millis(2)).await;
+            // Every slot is taken: wait for a run to finish rather than poll.
+            if in_flight.acquire().await.is_err() {
+                return;
+            }
             continue;
         }
         // Chat steps raise bot events that the workers handle after the run's progress commits.
