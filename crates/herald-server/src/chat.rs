@@ -3,7 +3,7 @@
 //! ids let the client drop duplicates, and acks move the replay cursor.
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use herald_store::{AcceptItem, DialogKey, EventPayload, NewEvent, StoredMessage};
@@ -14,7 +14,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::AppState;
 use crate::dialogs::valid_chat_id;
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiQuery};
 
 const CHANNEL: &str = "chatwidget";
 const PAGE: &str = include_str!("../assets/chat.html");
@@ -96,10 +96,9 @@ pub struct WsQuery {
 pub async fn ws(
     State(st): State<AppState>,
     Path(bot_id): Path<String>,
-    q: Result<Query<WsQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(q): ApiQuery<WsQuery>,
     upgrade: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     chat_bot(&st, &bot_id)?;
     let chat_id = match q.chat_id.filter(|c| !c.is_empty()) {
         Some(c) if valid_chat_id(&c) => c,

@@ -3,7 +3,7 @@
 //! dead letter again. Admin token only.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::HeaderMap;
 use herald_store::{Delivery, DeliveryStatus};
 use serde::Deserialize;
@@ -11,7 +11,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::auth::{Caller, caller};
-use crate::error::ApiError;
+use crate::error::{ApiError, ApiQuery};
 
 fn admin(st: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     match caller(st, headers)? {
@@ -52,7 +52,7 @@ pub struct ListQuery {
 pub async fn list(
     State(st): State<AppState>,
     headers: HeaderMap,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     admin(&st, &headers)?;
     let status = match q.status.as_deref() {

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use herald_core::bot::model::is_reserved_event;
@@ -15,7 +15,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::auth::{caller, require_bot};
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ApiQuery};
 
 pub fn message_json(m: &StoredMessage) -> Value {
     json!({
@@ -193,17 +193,14 @@ pub struct MessagesQuery {
     channel_type: Option<String>,
 }
 
-type MessagesQueryResult = Result<Query<MessagesQuery>, axum::extract::rejection::QueryRejection>;
-
 /// The query and the dialog a read route is about, once the caller may read that bot.
 fn dialog_read(
     st: &AppState,
     headers: &HeaderMap,
     bot_id: &str,
     chat_id: &str,
-    q: MessagesQueryResult,
+    mut q: MessagesQuery,
 ) -> Result<(MessagesQuery, DialogKey), ApiError> {
-    let Query(mut q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     require_bot(st, headers, bot_id)?;
     let channel = channel_of(st, bot_id, q.channel_type.take())?;
     Ok((q, DialogKey::new(&channel, bot_id, chat_id)))
@@ -213,7 +210,7 @@ pub async fn list_messages(
     State(st): State<AppState>,
     headers: HeaderMap,
     Path((bot_id, chat_id)): Path<(String, String)>,
-    q: MessagesQueryResult,
+    ApiQuery(q): ApiQuery<MessagesQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let (q, key) = dialog_read(&st, &headers, &bot_id, &chat_id, q)?;
     let limit = q.limit.unwrap_or(100).clamp(1, 1000);
@@ -233,7 +230,7 @@ pub async fn show_dialog(
     State(st): State<AppState>,
     headers: HeaderMap,
     Path((bot_id, chat_id)): Path<(String, String)>,
-    q: MessagesQueryResult,
+    ApiQuery(q): ApiQuery<MessagesQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let (_, key) = dialog_read(&st, &headers, &bot_id, &chat_id, q)?;
     let d = st

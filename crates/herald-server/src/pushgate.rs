@@ -4,7 +4,7 @@
 use std::num::NonZeroU32;
 
 use axum::Json;
-use axum::extract::{Path, Query, Request, State};
+use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
 use governor::{Quota, RateLimiter, clock::Clock};
@@ -16,7 +16,7 @@ use serde_json::{Map, Value, json};
 
 use crate::AppState;
 use crate::auth::{Caller, caller};
-use crate::error::{ApiError, ApiJson, content_type, is_json, read_body};
+use crate::error::{ApiError, ApiJson, ApiQuery, content_type, is_json, read_body};
 
 pub type Limiter = governor::DefaultKeyedRateLimiter<String>;
 
@@ -102,9 +102,8 @@ pub struct ListQuery {
 pub async fn list(
     State(st): State<AppState>,
     headers: HeaderMap,
-    q: Result<Query<ListQuery>, axum::extract::rejection::QueryRejection>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let Query(q) = q.map_err(|e| ApiError::bad_request(e.body_text()))?;
     let who = caller(&st, &headers)?;
     let bot_id = match (&who, q.bot_id) {
         (Caller::Admin, b) => b,

@@ -453,6 +453,16 @@ async fn a_trigger_to_an_identified_subscriber_lands_rendered_in_the_feed_and_ca
         assert_eq!(s, 400, "payload={bad}: {v}");
     }
 
+    // A query string that does not parse is a 400 in Novu's error shape.
+    for path in [
+        "/v1/subscribers/ada/notifications/feed?page=-1",
+        "/v1/subscribers?limit=many",
+        "/v1/topics?page=x",
+    ] {
+        let (s, v) = n.get(path).await;
+        assert_eq!((s, &v["statusCode"]), (400, &json!(400)), "{path}: {v}");
+    }
+
     // Lists in a request body are bounded: 501 ids to mark or to add to a topic are refused.
     let ids: Vec<String> = (1..=501).map(|i| i.to_string()).collect();
     let (s, v) = n

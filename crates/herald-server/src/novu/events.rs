@@ -1,7 +1,7 @@
 //! `POST /v1/events/trigger` (and `/bulk`, `/broadcast`), `DELETE /v1/events/trigger/{id}`,
 //! and the activity records `GET /v1/notifications`.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use herald_engine::{TriggerError, Triggered};
@@ -9,7 +9,7 @@ use herald_store::NotificationRecord;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::parse::{MAX_RECIPIENTS, NovuJson, trigger_request};
+use super::parse::{MAX_RECIPIENTS, NovuJson, NovuQuery, trigger_request};
 use super::{NovuError, NovuResult, data};
 use crate::AppState;
 use crate::error::ApiError;
@@ -227,7 +227,7 @@ pub fn activity_json(n: &NotificationRecord) -> Value {
 
 pub async fn activity(
     State(st): State<AppState>,
-    Query(q): Query<ActivityQuery>,
+    NovuQuery(q): NovuQuery<ActivityQuery>,
 ) -> NovuResult<Response> {
     let store = &st.engine.shared().store;
     let limit = q.limit.unwrap_or(10).clamp(1, 100);

@@ -8,7 +8,7 @@ use herald_store::PROFILE_FIELDS;
 use serde_json::{Map, Value};
 
 use super::NovuError;
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ApiQuery};
 
 /// Most entries of `to`, and most events of a bulk trigger.
 pub const MAX_RECIPIENTS: usize = 100;
@@ -25,6 +25,23 @@ impl<S: Send + Sync> FromRequest<S> for NovuJson {
             Value::Object(m) => Ok(NovuJson(m)),
             _ => Err(ApiError::bad_request("body: must be a JSON object").into()),
         }
+    }
+}
+
+/// A query string, with errors in Novu's shape.
+pub struct NovuQuery<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S>
+    for NovuQuery<T>
+{
+    type Rejection = NovuError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        s: &S,
+    ) -> Result<Self, NovuError> {
+        let ApiQuery(q) = ApiQuery::<T>::from_request_parts(parts, s).await?;
+        Ok(NovuQuery(q))
     }
 }
 

@@ -1,7 +1,7 @@
 //! Subscribers (`/v1/subscribers…`) and their in-app feed. A subscriber is a contact with a
 //! subscriber id; its Novu profile lives in the contact's attributes.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
@@ -10,7 +10,7 @@ use herald_store::{FeedEntry, FeedMark, FeedQuery, Subscriber, UpsertMode};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
-use super::parse::{NovuJson, profile, subscriber_in};
+use super::parse::{NovuJson, NovuQuery, profile, subscriber_in};
 use super::{NovuResult, data};
 use crate::AppState;
 use crate::error::ApiError;
@@ -95,7 +95,10 @@ pub struct PageQuery {
     limit: Option<usize>,
 }
 
-pub async fn list(State(st): State<AppState>, Query(q): Query<PageQuery>) -> NovuResult<Response> {
+pub async fn list(
+    State(st): State<AppState>,
+    NovuQuery(q): NovuQuery<PageQuery>,
+) -> NovuResult<Response> {
     let page = q.page.unwrap_or(0);
     let limit = q.limit.unwrap_or(10).clamp(1, 100);
     let subs = st
@@ -191,7 +194,7 @@ pub struct FeedParams {
 pub async fn feed(
     State(st): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<FeedParams>,
+    NovuQuery(q): NovuQuery<FeedParams>,
 ) -> NovuResult<Response> {
     let query = FeedQuery {
         page: q.page.unwrap_or(0),
@@ -257,7 +260,7 @@ pub struct UnseenParams {
 pub async fn unseen(
     State(st): State<AppState>,
     Path(id): Path<String>,
-    Query(q): Query<UnseenParams>,
+    NovuQuery(q): NovuQuery<UnseenParams>,
 ) -> NovuResult<Response> {
     let query = FeedQuery {
         page: 0,

@@ -1,13 +1,13 @@
 //! Topics (`/v1/topics…`): named groups of subscribers a trigger can address.
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use herald_store::{TopicCreate, TopicDelete};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::parse::{NovuJson, opt_str};
+use super::parse::{NovuJson, NovuQuery, opt_str};
 use super::{NovuResult, data};
 use crate::AppState;
 use crate::error::ApiError;
@@ -62,7 +62,10 @@ pub struct TopicQuery {
     key: Option<String>,
 }
 
-pub async fn list(State(st): State<AppState>, Query(q): Query<TopicQuery>) -> NovuResult<Response> {
+pub async fn list(
+    State(st): State<AppState>,
+    NovuQuery(q): NovuQuery<TopicQuery>,
+) -> NovuResult<Response> {
     let page = q.page.unwrap_or(0);
     let size = q.page_size.unwrap_or(10).clamp(1, 100);
     let (topics, total) = st
