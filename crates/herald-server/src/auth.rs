@@ -7,18 +7,26 @@ use subtle::ConstantTimeEq;
 use crate::AppState;
 use crate::error::ApiError;
 
-/// The token from `Authorization: Bearer …` (or the `Authentication` spelling some clients use).
-pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+/// The scheme and credential of `Authorization: <scheme> <credential>` (or the
+/// `Authentication` spelling some clients use).
+pub fn credential(headers: &HeaderMap) -> Option<(&str, &str)> {
     let v = headers
         .get(header::AUTHORIZATION)
         .or_else(|| headers.get("authentication"))?
         .to_str()
         .ok()?;
     let (scheme, token) = v.split_once(' ')?;
-    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+    Some((scheme, token.trim()))
 }
 
-fn same(a: &str, b: &str) -> bool {
+/// The token from `Authorization: Bearer …`.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let (scheme, token) = credential(headers)?;
+    scheme.eq_ignore_ascii_case("bearer").then_some(token)
+}
+
+/// Compares secrets in constant time.
+pub(crate) fn same(a: &str, b: &str) -> bool {
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
 

@@ -8,13 +8,13 @@ mod parse;
 mod subscribers;
 mod topics;
 
+use crate::auth::same;
 use axum::Json;
 use axum::Router;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use serde_json::{Value, json};
-use subtle::ConstantTimeEq;
 
 use crate::AppState;
 use crate::error::ApiError;
@@ -63,10 +63,6 @@ pub fn data(status: StatusCode, value: Value) -> Response {
     (status, Json(json!({ "data": value }))).into_response()
 }
 
-fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
-}
-
 /// 401 unless the request carries `ApiKey <key>` (or `Bearer <admin token>`).
 fn check_key(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let unauthorized = || {
@@ -76,12 +72,7 @@ fn check_key(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
             "missing or wrong API key: send `Authorization: ApiKey <key>`",
         )
     };
-    let value = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .ok_or_else(unauthorized)?;
-    let (scheme, key) = value.split_once(' ').ok_or_else(unauthorized)?;
-    let key = key.trim();
+    let (scheme, key) = crate::auth::credential(headers).ok_or_else(unauthorized)?;
     let ok = if scheme.eq_ignore_ascii_case("apikey") {
         same(key, &state.admin_token) || state.api_keys.iter().any(|k| same(key, k))
     } else if scheme.eq_ignore_ascii_case("bearer") {
