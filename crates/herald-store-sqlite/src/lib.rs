@@ -465,7 +465,11 @@ impl Store for SqliteStore {
     async fn feed(&self, subscriber_id: &str, query: &FeedQuery) -> Result<Option<FeedPage>> {
         let (id, query) = (subscriber_id.to_owned(), query.clone());
         self.pool
-            .read(move |c| notify_feed::feed(c, &id, &query))
+            .read(move |c| {
+                // One snapshot: the counts and the page must describe the same feed.
+                let snapshot = c.unchecked_transaction().map_err(backend)?;
+                notify_feed::feed(&snapshot, &id, &query)
+            })
             .await
     }
 
