@@ -280,6 +280,14 @@ impl Engine {
             notify_alarm: scheduler::Alarm::default(),
             delivery_wake: tokio::sync::Notify::new(),
         });
+        // Unusable [smtp] settings (a bad sender address, a TLS setup failure) stop the start
+        // rather than turning every email step into a dead letter.
+        let mailer = match shared.config.smtp.clone() {
+            Some(cfg) => Some(Arc::new(herald_channels::email::Mailer::new(cfg).map_err(
+                |e| EngineError::Startup(format!("the [smtp] settings are unusable: {e}")),
+            )?)),
+            None => None,
+        };
         let workers = worker::spawn_all(&shared, receivers, apply_tx)?;
         let (accept_tx, accept_rx) = mpsc::channel(16384);
         let (claim_tx, claim_rx) = mpsc::channel(1);
@@ -295,7 +303,7 @@ impl Engine {
         engine.recover().await?;
         // After recovery: runs claimed before the last stop replay first, in log order.
         let notify = tokio::spawn(notify::run(shared.clone(), engine.sender()?));
-        let delivery = tokio::spawn(notify::delivery::run(shared.clone()));
+        let delivery = tokio::spawn(notify::delivery::run(shared.clone(), mailer));
         engine
             .background
             .lock()

@@ -1284,3 +1284,19 @@ async fn a_webhook_to_a_metadata_address_is_refused_without_a_request() {
         "{d}"
     );
 }
+
+#[tokio::test]
+async fn unusable_smtp_settings_stop_the_start_with_the_reason() {
+    let project = project();
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut s = settings(data.path());
+    s.smtp = Some(json!({"host": "127.0.0.1", "from": "not an address"}));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let err = match herald::launch(s, project.path().to_owned(), listener).await {
+        Ok(_) => panic!("herald started with an unusable [smtp] sender"),
+        Err(e) => format!("{e:#}"),
+    };
+    assert!(err.contains("[smtp]"), "{err}");
+}

@@ -22,14 +22,7 @@ const MAX_CONCURRENT: usize = 32;
 const LEASE: SignedDuration = SignedDuration::from_secs(60);
 const MAX_SLEEP: Duration = Duration::from_secs(60);
 
-pub(crate) async fn run(shared: Arc<Shared>) {
-    let mailer = match shared.config.smtp.clone().map(Mailer::new).transpose() {
-        Ok(m) => m.map(Arc::new),
-        Err(e) => {
-            tracing::error!(error = %e, "the [smtp] settings are unusable; email steps will fail");
-            None
-        }
-    };
+pub(crate) async fn run(shared: Arc<Shared>, mailer: Option<Arc<Mailer>>) {
     let allow_link_local = shared.config.http_allow_link_local;
     let http = crate::host::delivery_client(allow_link_local, Duration::from_secs(10));
     let limit = Arc::new(Semaphore::new(MAX_CONCURRENT));
