@@ -111,37 +111,42 @@ fn activate(
         return Ok(AcceptOutcome::Repeated { event_id });
     }
     let now_ms = now.as_millisecond();
+    // A lookup and an update by rowid rather than `UPDATE … RETURNING`: SQLite runs RETURNING
+    // through a temporary b-tree, opened and torn down on every execution.
     let row = tx
         .prepare_cached(
-            "UPDATE pushbacks SET uses = uses + 1, last_used_at = ?2
-             WHERE id = ?1 AND (expires_at IS NULL OR expires_at > ?2) AND (max_uses IS NULL OR uses < max_uses)
-             RETURNING channel_type, bot_id, chat_id, event, event_data",
+            "SELECT rowid, channel_type, bot_id, chat_id, event, event_data, expires_at, max_uses, uses
+             FROM pushbacks WHERE id = ?1",
         )
         .map_err(backend)?
-        .query_row(params![pushback_id, now_ms], |r| {
+        .query_row(params![pushback_id], |r| {
             Ok((
-                r.get::<_, String>(0)?,
-                r.get::<_, String>(1)?,
-                r.get::<_, String>(2)?,
-                r.get::<_, String>(3)?,
-                r.get::<_, String>(4)?,
+                r.get::<_, i64>(0)?,
+                (
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, String>(4)?,
+                    r.get::<_, String>(5)?,
+                ),
+                r.get::<_, Option<i64>>(6)?,
+                r.get::<_, Option<i64>>(7)?,
+                r.get::<_, i64>(8)?,
             ))
         })
         .optional()
         .map_err(backend)?;
-    let Some((channel_type, bot_id, chat_id, name, stored)) = row else {
-        let exists: Option<i64> = tx
-            .prepare_cached("SELECT 1 FROM pushbacks WHERE id = ?1")
-            .map_err(backend)?
-            .query_row(params![pushback_id], |r| r.get(0))
-            .optional()
-            .map_err(backend)?;
-        return Ok(if exists.is_some() {
-            AcceptOutcome::Gone
-        } else {
-            AcceptOutcome::NotFound
-        });
+    let Some((rowid, fields, expires_at, max_uses, uses)) = row else {
+        return Ok(AcceptOutcome::NotFound);
     };
+    if expires_at.is_some_and(|t| t <= now_ms) || max_uses.is_some_and(|m| uses >= m) {
+        return Ok(AcceptOutcome::Gone);
+    }
+    tx.prepare_cached("UPDATE pushbacks SET uses = uses + 1, last_used_at = ?2 WHERE rowid = ?1")
+        .map_err(backend)?
+        .execute(params![rowid, now_ms])
+        .map_err(backend)?;
+    let (channel_type, bot_id, chat_id, name, stored) = fields;
     let data = match data {
         Some(d) => d,
         None => crate::rows::json(&stored)?,
@@ -194,19 +199,26 @@ pub(crate) fn remember_key(
 fn upsert_dialog(tx: &Transaction<'_>, h: &HandledEvent, now_ms: i64) -> Result<(i64, i64)> {
     let key = &h.dialog;
     let session = h.session.to_string();
+    // A lookup and an update by rowid rather than `UPDATE … RETURNING` (see `activate`).
     let found: Option<(i64, i64)> = tx
         .prepare_cached(
-            "UPDATE dialogs SET state = ?4, session = ?5, updated_at = ?6, handled_seq = MAX(handled_seq, ?7)
-             WHERE channel_type = ?1 AND bot_id = ?2 AND chat_id = ?3
-             RETURNING id, contact_id",
+            "SELECT id, contact_id FROM dialogs WHERE channel_type = ?1 AND bot_id = ?2 AND chat_id = ?3",
         )
         .map_err(backend)?
-        .query_row(
-            params![key.channel_type, key.bot_id, key.chat_id, h.state, session, now_ms, h.seq],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .query_row(params![key.channel_type, key.bot_id, key.chat_id], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
         .optional()
         .map_err(backend)?;
+    if let Some((id, _)) = found {
+        tx.prepare_cached(
+            "UPDATE dialogs SET state = ?2, session = ?3, updated_at = ?4, handled_seq = MAX(handled_seq, ?5)
+             WHERE id = ?1",
+        )
+        .map_err(backend)?
+        .execute(params![id, h.state, session, now_ms, h.seq])
+        .map_err(backend)?;
+    }
     if let Some(ids) = found {
         return Ok(ids);
     }
