@@ -291,7 +291,10 @@ impl Engine {
         let workers = worker::spawn_all(&shared, receivers, apply_tx)?;
         let (accept_tx, accept_rx) = mpsc::channel(16384);
         let (claim_tx, claim_rx) = mpsc::channel(1);
-        let writer = tokio::spawn(writer::run(shared.clone(), accept_rx, apply_rx, claim_rx));
+        let writer = writer::dedicated(
+            "herald-writer",
+            writer::run(shared.clone(), accept_rx, apply_rx, claim_rx),
+        )?;
         let engine = Arc::new(Self {
             shared: shared.clone(),
             accept_tx: Mutex::new(Some(accept_tx)),

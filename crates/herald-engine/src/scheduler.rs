@@ -25,9 +25,11 @@ const MAX_SLEEP: Duration = Duration::from_secs(60);
 
 pub(crate) struct ClaimMsg {
     pub request: ClaimRequest,
-    /// Jobs claimed and the earliest due time left.
-    pub reply: oneshot::Sender<Result<(usize, Option<Timestamp>), StoreError>>,
+    pub reply: ClaimReply,
 }
+
+/// Where the writer answers a claim: jobs claimed and the earliest due time left.
+pub(crate) type ClaimReply = oneshot::Sender<Result<(usize, Option<Timestamp>), StoreError>>;
 
 /// What the rest of the engine uses to wake the scheduler.
 pub(crate) struct Alarm {

@@ -7,6 +7,13 @@
 //! The writer never waits on a worker: dispatch queues are unbounded, and what bounds them is
 //! the in-flight semaphore an event's permit is taken from at accept and returned to after its
 //! results commit.
+//!
+//! A commit returns before the disk has the batch ([`Store::commit_unflushed`]); the batch
+//! then goes to the finisher, which flushes and only then answers, publishes and dispatches,
+//! in commit order. Meanwhile the writer runs the next batch, so the flush of one batch
+//! overlaps the statements of the next, and one flush covers every batch committed before it.
+//!
+//! [`Store::commit_unflushed`]: herald_store::Store::commit_unflushed
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -17,7 +24,7 @@ use herald_store::{
 };
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 
-use crate::scheduler::ClaimMsg;
+use crate::scheduler::{ClaimMsg, ClaimReply};
 use crate::{EngineError, Shared};
 
 pub(crate) struct AcceptRequest {
@@ -70,6 +77,14 @@ pub(crate) async fn run(
     let (mut accept_open, mut apply_open) = (true, true);
     let mut claim: Option<ClaimMsg> = None;
     let mut backoff = Duration::from_millis(50);
+    let (finish_tx, finish_rx) = mpsc::unbounded_channel();
+    let finishing = match dedicated("herald-finisher", finisher(shared.clone(), finish_rx)) {
+        Ok(f) => f,
+        Err(e) => {
+            tracing::error!(error = %e, "cannot start the finisher thread; the writer stops");
+            return;
+        }
+    };
     loop {
         if accepts.is_empty() && applies.is_empty() && claim.is_none() {
             if !accept_open && !apply_open {
@@ -83,8 +98,9 @@ pub(crate) async fn run(
                     Some(r) => accepts.push(r),
                     None => {
                         accept_open = false;
-                        // Every accepted event has been dispatched: let the workers finish.
-                        shared.dispatch.stop_all();
+                        // Every accepted event is committed: once the finisher has dispatched
+                        // them all, let the workers finish.
+                        let _ = finish_tx.send(Finish::StopWorkers);
                     }
                 },
                 a = apply_rx.recv(), if apply_open => match a {
@@ -131,7 +147,7 @@ pub(crate) async fn run(
             handled_through: watermark,
             claim: claim_request,
         };
-        match shared.store.commit(batch).await {
+        match shared.store.commit_unflushed_blocking(batch) {
             Ok(mut done) => {
                 track_progress(&shared, &applies, &done);
                 let claimed = done.claimed.take();
@@ -140,70 +156,13 @@ pub(crate) async fn run(
                     .record(started.elapsed().as_secs_f64());
                 metrics::histogram!("herald_commit_batch_size")
                     .record((waiting.len() + applies.len()) as f64);
-                let now = Instant::now();
-                for item in &applies {
-                    jobs_changed(&shared, &item.handled);
-                }
-                for (item, applied) in applies.drain(..).zip(done.applied) {
-                    metrics::histogram!("herald_accept_to_stored_seconds")
-                        .record((now - item.accepted).as_secs_f64());
-                    metrics::counter!("herald_events_handled_total").increment(1);
-                    shared.hub.publish(&applied.dialog, &applied.replies);
-                    let waiter = shared
-                        .waiters
-                        .lock()
-                        .unwrap_or_else(|e| e.into_inner())
-                        .remove(&item.event_id);
-                    if let Some(w) = waiter {
-                        let _ = w.send(applied.replies);
-                    }
-                    for e in applied.raised {
-                        shared.dispatch.send(e, now, None);
-                    }
-                    shared.dispatch.committed[item.worker]
-                        .fetch_max(item.ticket, Ordering::Release);
-                }
-                for ((reply, permit), outcome) in waiting.into_iter().zip(done.accepted) {
-                    match &outcome {
-                        AcceptOutcome::Accepted(e) => {
-                            metrics::counter!("herald_events_accepted_total").increment(1);
-                            shared.dispatch.send(e.clone(), now, Some(permit));
-                        }
-                        AcceptOutcome::Progress(p) => {
-                            for (key, messages) in &p.messages {
-                                shared.hub.publish(key, messages);
-                            }
-                            for e in &p.events {
-                                shared.dispatch.send(e.clone(), now, None);
-                            }
-                        }
-                        AcceptOutcome::Trigger(TriggerOutcome::Stored { runs, .. })
-                            if *runs > 0 =>
-                        {
-                            shared.notify_alarm.due_at(jiff::Timestamp::MIN);
-                        }
-                        AcceptOutcome::Job(job) => match job.status {
-                            JobStatus::Cancelled => shared.cancelled_job(job.id),
-                            JobStatus::Pending => {
-                                if let Some(due) = job.next_run_at {
-                                    shared.alarm.due_at(due);
-                                }
-                            }
-                            _ => {}
-                        },
-                        _ => {}
-                    }
-                    let _ = reply.send(Ok(outcome));
-                }
-                if let Some(c) = claimed {
-                    metrics::counter!("herald_jobs_claimed_total").increment(c.jobs as u64);
-                    for e in c.events {
-                        shared.dispatch.send(e, now, None);
-                    }
-                    if let Some(r) = claim_reply {
-                        let _ = r.send(Ok((c.jobs, c.next_due)));
-                    }
-                }
+                let _ = finish_tx.send(Finish::Batch(Box::new(Finished {
+                    applies: std::mem::take(&mut applies),
+                    waiting,
+                    done,
+                    claimed,
+                    claim_reply,
+                })));
             }
             Err(e) => {
                 // Nothing of the cycle is stored. Accept callers get an error now; handled
@@ -219,6 +178,152 @@ pub(crate) async fn run(
                 tokio::time::sleep(backoff).await;
                 backoff = (backoff * 2).min(Duration::from_secs(5));
             }
+        }
+    }
+    drop(finish_tx);
+    let _ = finishing.await;
+}
+
+/// Runs `task` on a thread of its own, on a single-threaded runtime. The writer and the
+/// finisher spend their cycles in blocking storage calls; on a thread of their own, a wake-up
+/// never waits behind request handlers in the shared runtime's queues, and a cycle needs no
+/// hand-off to a blocking thread. The handle resolves when the task is done.
+pub(crate) fn dedicated(
+    name: &str,
+    task: impl Future<Output = ()> + Send + 'static,
+) -> Result<tokio::task::JoinHandle<()>, EngineError> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| EngineError::Startup(format!("cannot start the {name} runtime: {e}")))?;
+    let (done_tx, done_rx) = oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name(name.to_owned())
+        .spawn(move || {
+            rt.block_on(task);
+            let _ = done_tx.send(());
+        })
+        .map_err(|e| EngineError::Startup(format!("cannot start the {name} thread: {e}")))?;
+    Ok(tokio::spawn(async move {
+        let _ = done_rx.await;
+    }))
+}
+
+/// A committed batch waiting for its flush.
+struct Finished {
+    applies: Vec<ApplyItem>,
+    waiting: Vec<(
+        oneshot::Sender<Result<AcceptOutcome, EngineError>>,
+        OwnedSemaphorePermit,
+    )>,
+    done: herald_store::Committed,
+    claimed: Option<herald_store::Claimed>,
+    claim_reply: Option<ClaimReply>,
+}
+
+enum Finish {
+    Batch(Box<Finished>),
+    /// Everything accepted is committed: stop the workers once it is dispatched.
+    StopWorkers,
+}
+
+/// Flushes committed batches and then acts on them, in commit order: answers callers,
+/// publishes replies, dispatches events. One flush serves every batch waiting for it.
+async fn finisher(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Finish>) {
+    let mut group = Vec::new();
+    while rx.recv_many(&mut group, usize::MAX).await > 0 {
+        let started = Instant::now();
+        let flushed = match shared.store.flush_blocking() {
+            Ok(()) => Ok(()),
+            Err(e) => {
+                // The batches are committed and visible, but the disk did not confirm them:
+                // their callers get an error (an activation sent again with its
+                // Idempotency-Key is answered once); their events are still handled.
+                tracing::error!(error = %e, "flush failed; callers of the unflushed batches get an error");
+                Err(format!("the disk did not confirm the write: {e}"))
+            }
+        };
+        metrics::histogram!("herald_flush_seconds").record(started.elapsed().as_secs_f64());
+        for f in group.drain(..) {
+            match f {
+                Finish::Batch(b) => act(&shared, *b, &flushed),
+                Finish::StopWorkers => shared.dispatch.stop_all(),
+            }
+        }
+    }
+}
+
+/// What follows a durable batch: answers, published replies, dispatched events, job alarms.
+fn act(shared: &Shared, f: Finished, flushed: &Result<(), String>) {
+    let Finished {
+        applies,
+        waiting,
+        done,
+        claimed,
+        claim_reply,
+    } = f;
+    let now = Instant::now();
+    for item in &applies {
+        jobs_changed(shared, &item.handled);
+    }
+    for (item, applied) in applies.into_iter().zip(done.applied) {
+        metrics::histogram!("herald_accept_to_stored_seconds")
+            .record((now - item.accepted).as_secs_f64());
+        metrics::counter!("herald_events_handled_total").increment(1);
+        shared.hub.publish(&applied.dialog, &applied.replies);
+        let waiter = shared
+            .waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&item.event_id);
+        if let Some(w) = waiter {
+            let _ = w.send(applied.replies);
+        }
+        for e in applied.raised {
+            shared.dispatch.send(e, now, None);
+        }
+        shared.dispatch.committed[item.worker].fetch_max(item.ticket, Ordering::Release);
+    }
+    for ((reply, permit), outcome) in waiting.into_iter().zip(done.accepted) {
+        match &outcome {
+            AcceptOutcome::Accepted(e) => {
+                metrics::counter!("herald_events_accepted_total").increment(1);
+                shared.dispatch.send(e.clone(), now, Some(permit));
+            }
+            AcceptOutcome::Progress(p) => {
+                for (key, messages) in &p.messages {
+                    shared.hub.publish(key, messages);
+                }
+                for e in &p.events {
+                    shared.dispatch.send(e.clone(), now, None);
+                }
+            }
+            AcceptOutcome::Trigger(TriggerOutcome::Stored { runs, .. }) if *runs > 0 => {
+                shared.notify_alarm.due_at(jiff::Timestamp::MIN);
+            }
+            AcceptOutcome::Job(job) => match job.status {
+                JobStatus::Cancelled => shared.cancelled_job(job.id),
+                JobStatus::Pending => {
+                    if let Some(due) = job.next_run_at {
+                        shared.alarm.due_at(due);
+                    }
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+        let _ = reply.send(match &flushed {
+            Ok(()) => Ok(outcome),
+            Err(e) => Err(EngineError::Store(StoreError::Backend(e.clone()))),
+        });
+    }
+    if let Some(c) = claimed {
+        metrics::counter!("herald_jobs_claimed_total").increment(c.jobs as u64);
+        for e in c.events {
+            shared.dispatch.send(e, now, None);
+        }
+        if let Some(r) = claim_reply {
+            let _ = r.send(Ok((c.jobs, c.next_due)));
         }
     }
 }

@@ -16,14 +16,24 @@ pub(crate) fn backend(e: impl std::fmt::Display) -> StoreError {
 /// How hard a commit tries to reach the disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Synchronous {
-    /// fsync on every commit: an acknowledged write survives power loss.
+    /// The WAL is fsynced before a write is acknowledged: it survives power loss.
     Full,
     /// WAL default: survives a process crash, not a power loss.
     Normal,
 }
 
+/// SQLite itself always runs with `synchronous = NORMAL`: a commit writes its WAL frames and
+/// returns, and only checkpoints fsync. Durability (`Synchronous::Full`) comes from an explicit
+/// `fdatasync` of the WAL file after the commit, taken *outside* the writer lock: the next
+/// transaction runs while the disk flushes the previous one, and one flush covers every commit
+/// that returned before it started. A checkpoint fsyncs the WAL before copying frames into the
+/// database and fsyncs the database before the WAL is reused, so frames flushed this way stay
+/// recoverable until they are in the database file.
 pub(crate) struct Pool {
     path: PathBuf,
+    sync: Synchronous,
+    /// The WAL file, opened at the first flush (SQLite creates it at the first write).
+    wal: std::sync::OnceLock<std::fs::File>,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     /// At most `MAX_READERS` reads at once: each reader connection has its own page cache, and
@@ -33,17 +43,10 @@ pub(crate) struct Pool {
 
 const MAX_READERS: usize = 8;
 
-fn configure(conn: &Connection, sync: Synchronous) -> rusqlite::Result<()> {
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
     conn.pragma_update(None, "journal_mode", "WAL")?;
-    conn.pragma_update(
-        None,
-        "synchronous",
-        match sync {
-            Synchronous::Full => "FULL",
-            Synchronous::Normal => "NORMAL",
-        },
-    )?;
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
     // The hot pages (pushbacks, dialogs, the tails of the log and messages) must stay cached:
@@ -59,14 +62,18 @@ impl Pool {
             std::fs::create_dir_all(dir).map_err(backend)?;
         }
         let mut writer = Connection::open(path).map_err(backend)?;
-        configure(&writer, sync).map_err(backend)?;
+        configure(&writer).map_err(backend)?;
         migrate(&mut writer)?;
-        Ok(Arc::new(Self {
+        let pool = Arc::new(Self {
             path: path.to_owned(),
+            sync,
+            wal: std::sync::OnceLock::new(),
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
             reading: tokio::sync::Semaphore::new(MAX_READERS),
-        }))
+        });
+        pool.flush_now()?;
+        Ok(pool)
     }
 
     fn open_reader(&self) -> Result<Connection> {
@@ -85,8 +92,63 @@ impl Pool {
         Ok(conn)
     }
 
-    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer and commits.
+    /// Runs `f` in one `BEGIN IMMEDIATE` transaction on the writer, commits, and flushes: the
+    /// write is durable when this returns.
     pub(crate) async fn write<T, F>(self: &Arc<Self>, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        self.write_with(f, true).await
+    }
+
+    /// Like [`write`](Self::write) without the flush: the transaction is visible to readers
+    /// when this returns, and durable once a later [`flush`](Self::flush) returns.
+    pub(crate) async fn write_unflushed<T, F>(self: &Arc<Self>, f: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
+    {
+        self.write_with(f, false).await
+    }
+
+    /// Makes every transaction committed so far durable (a no-op with `Synchronous::Normal`).
+    pub(crate) async fn flush(self: &Arc<Self>) -> Result<()> {
+        if self.sync == Synchronous::Normal {
+            return Ok(());
+        }
+        let pool = self.clone();
+        tokio::task::spawn_blocking(move || pool.flush_now())
+            .await
+            .map_err(backend)?
+    }
+
+    pub(crate) fn flush_now(&self) -> Result<()> {
+        if self.sync == Synchronous::Normal {
+            return Ok(());
+        }
+        let started = std::time::Instant::now();
+        let wal = match self.wal.get() {
+            Some(f) => f,
+            None => {
+                let mut name = self.path.clone().into_os_string();
+                name.push("-wal");
+                let f = match std::fs::File::open(&name) {
+                    Ok(f) => f,
+                    // No WAL file yet: nothing was written, so nothing waits for the disk.
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+                    Err(e) => return Err(backend(e)),
+                };
+                self.wal.get_or_init(|| f)
+            }
+        };
+        wal.sync_data().map_err(backend)?;
+        metrics::histogram!("herald_sqlite_write_seconds", "phase" => "flush")
+            .record(started.elapsed().as_secs_f64());
+        Ok(())
+    }
+
+    async fn write_with<T, F>(self: &Arc<Self>, f: F, flush: bool) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
@@ -94,31 +156,44 @@ impl Pool {
         let pool = self.clone();
         let queued = std::time::Instant::now();
         tokio::task::spawn_blocking(move || {
-            let started = std::time::Instant::now();
-            let mut conn = pool
-                .writer
-                .lock()
-                .map_err(|_| backend("writer lock poisoned"))?;
-            let locked = std::time::Instant::now();
-            let tx = conn
-                .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-                .map_err(backend)?;
-            let out = f(&tx)?;
-            let written = std::time::Instant::now();
-            tx.commit().map_err(backend)?;
-            let done = std::time::Instant::now();
             metrics::histogram!("herald_sqlite_write_seconds", "phase" => "queue")
-                .record((started - queued).as_secs_f64());
-            metrics::histogram!("herald_sqlite_write_seconds", "phase" => "lock")
-                .record((locked - started).as_secs_f64());
-            metrics::histogram!("herald_sqlite_write_seconds", "phase" => "statements")
-                .record((written - locked).as_secs_f64());
-            metrics::histogram!("herald_sqlite_write_seconds", "phase" => "commit")
-                .record((done - written).as_secs_f64());
-            Ok(out)
+                .record(queued.elapsed().as_secs_f64());
+            pool.write_now(f, flush)
         })
         .await
         .map_err(backend)?
+    }
+
+    /// One transaction on the calling thread, which it blocks; flushed if `flush`.
+    pub(crate) fn write_now<T>(
+        &self,
+        f: impl FnOnce(&rusqlite::Transaction<'_>) -> Result<T>,
+        flush: bool,
+    ) -> Result<T> {
+        let started = std::time::Instant::now();
+        let mut conn = self
+            .writer
+            .lock()
+            .map_err(|_| backend("writer lock poisoned"))?;
+        let locked = std::time::Instant::now();
+        let tx = conn
+            .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
+            .map_err(backend)?;
+        let out = f(&tx)?;
+        let written = std::time::Instant::now();
+        tx.commit().map_err(backend)?;
+        let done = std::time::Instant::now();
+        metrics::histogram!("herald_sqlite_write_seconds", "phase" => "lock")
+            .record((locked - started).as_secs_f64());
+        metrics::histogram!("herald_sqlite_write_seconds", "phase" => "statements")
+            .record((written - locked).as_secs_f64());
+        metrics::histogram!("herald_sqlite_write_seconds", "phase" => "commit")
+            .record((done - written).as_secs_f64());
+        drop(conn);
+        if flush {
+            self.flush_now()?;
+        }
+        Ok(out)
     }
 
     pub(crate) async fn read<T, F>(self: &Arc<Self>, f: F) -> Result<T>

@@ -34,6 +34,40 @@ impl SqliteStore {
             pool: Pool::open(path, sync)?,
         })
     }
+
+    async fn commit_batch(&self, batch: Batch, flush: bool) -> Result<Committed> {
+        let write = move |tx: &rusqlite::Transaction<'_>| Self::write_batch(tx, batch);
+        if flush {
+            self.pool.write(write).await
+        } else {
+            self.pool.write_unflushed(write).await
+        }
+    }
+
+    fn write_batch(tx: &rusqlite::Transaction<'_>, batch: Batch) -> Result<Committed> {
+        let Batch {
+            accept,
+            handled,
+            handled_through,
+            claim,
+        } = batch;
+        if let Some(w) = handled_through {
+            tx.prepare_cached(
+                "UPDATE meta SET value = MAX(value, ?1) WHERE key = 'handled_through'",
+            )
+            .map_err(backend)?
+            .execute(params![w])
+            .map_err(backend)?;
+        }
+        let applied = accept::apply_batch(tx, handled)?;
+        let accepted = accept::accept_batch(tx, accept)?;
+        let claimed = claim.map(|c| jobs::claim(tx, &c)).transpose()?;
+        Ok(Committed {
+            accepted,
+            applied,
+            claimed,
+        })
+    }
 }
 
 #[async_trait::async_trait]
@@ -45,32 +79,24 @@ impl Store for SqliteStore {
     }
 
     async fn commit(&self, batch: Batch) -> Result<Committed> {
-        let Batch {
-            accept,
-            handled,
-            handled_through,
-            claim,
-        } = batch;
+        self.commit_batch(batch, true).await
+    }
+
+    async fn commit_unflushed(&self, batch: Batch) -> Result<Committed> {
+        self.commit_batch(batch, false).await
+    }
+
+    async fn flush(&self) -> Result<()> {
+        self.pool.flush().await
+    }
+
+    fn commit_unflushed_blocking(&self, batch: Batch) -> Result<Committed> {
         self.pool
-            .write(move |tx| {
-                if let Some(w) = handled_through {
-                    tx.prepare_cached(
-                        "UPDATE meta SET value = MAX(value, ?1) WHERE key = 'handled_through'",
-                    )
-                    .map_err(backend)?
-                    .execute(params![w])
-                    .map_err(backend)?;
-                }
-                let applied = accept::apply_batch(tx, handled)?;
-                let accepted = accept::accept_batch(tx, accept)?;
-                let claimed = claim.map(|c| jobs::claim(tx, &c)).transpose()?;
-                Ok(Committed {
-                    accepted,
-                    applied,
-                    claimed,
-                })
-            })
-            .await
+            .write_now(|tx| Self::write_batch(tx, batch), false)
+    }
+
+    fn flush_blocking(&self) -> Result<()> {
+        self.pool.flush_now()
     }
 
     async fn unhandled_events(&self, after_seq: i64, limit: usize) -> Result<Vec<StoredEvent>> {

@@ -58,6 +58,7 @@ fn activation(id: &str, data: Option<serde_json::Value>, idem: Option<&str>) -> 
 
 pub async fn run_all(store: &dyn Store) {
     accepted_events_are_unhandled_in_order(store).await;
+    unflushed_commits_are_visible_and_flush(store).await;
     pushback_activation_counts_uses_and_uses_default_data(store).await;
     expired_and_used_up_pushbacks_are_gone(store).await;
     idempotency_key_returns_the_first_event(store).await;
@@ -101,6 +102,41 @@ async fn accepted_events_are_unhandled_in_order(store: &dyn Store) {
         .await
         .expect("unhandled after");
     assert_eq!(later.len(), 1, "after_seq skips earlier events");
+    handle_all(store).await;
+}
+
+/// The writer's path: a commit that returns before the flush is already visible to readers;
+/// `flush` (async, or blocking on the writer's threads) then succeeds.
+async fn unflushed_commits_are_visible_and_flush(store: &dyn Store) {
+    let batch = |id: &str| Batch {
+        accept: vec![AcceptItem::Event(event(id, "unflushed", "x"))],
+        ..Batch::default()
+    };
+    let first = store
+        .commit_unflushed(batch("u1"))
+        .await
+        .expect("commit_unflushed");
+    assert!(
+        matches!(first.accepted.as_slice(), [AcceptOutcome::Accepted(_)]),
+        "an unflushed commit answers like a commit: {:?}",
+        first.accepted
+    );
+    let second = store
+        .commit_unflushed_blocking(batch("u2"))
+        .expect("commit_unflushed_blocking");
+    assert!(matches!(
+        second.accepted.as_slice(),
+        [AcceptOutcome::Accepted(_)]
+    ));
+    let pending = store.unhandled_events(0, 100).await.expect("unhandled");
+    let ids: Vec<&str> = pending.iter().map(|e| e.event.id.as_str()).collect();
+    assert_eq!(
+        ids,
+        ["u1", "u2"],
+        "unflushed commits are visible to readers"
+    );
+    store.flush().await.expect("flush");
+    store.flush_blocking().expect("flush_blocking");
     handle_all(store).await;
 }
 
