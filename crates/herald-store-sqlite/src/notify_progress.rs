@@ -66,6 +66,8 @@ pub(crate) fn apply_progress(tx: &Transaction<'_>, p: &RunProgress) -> Result<Pr
     else {
         return Ok(ProgressApplied::default());
     };
+    // A leader claimed with a digest has delivered it: its members are done.
+    crate::notify_runs::members_delivered(tx, p.run_id, p.now)?;
     let mut records: Vec<Value> = serde_json::from_str(&steps).map_err(corrupt)?;
     for r in &p.records {
         records.push(serde_json::to_value(r).map_err(backend)?);

@@ -2,7 +2,10 @@
 //! (`pending` → `running`), its progress applied ([`crate::notify_progress`]) only while it is
 //! still `running`, and cancelled while it is not finished. A digest has one leader run (the
 //! row in `digests` while it is open); the runs that join it wait as `digested` with
-//! `digest_of` pointing at the leader, and are delivered (`done`) when the leader is claimed.
+//! `digest_of` pointing at the leader. Claiming the leader closes the digest and hands it
+//! the members' events; the members stay `digested` until the leader's progress applies
+//! (`done`, in [`crate::notify_progress`]), so that a leader cancelled while it runs hands
+//! them to the earliest of them instead of taking them down with it.
 //! Also here: the activity reads. Write functions run inside the caller's transaction.
 
 use std::collections::HashMap;
@@ -72,7 +75,12 @@ struct Leader {
     next_at: Option<i64>,
 }
 
-/// Cancels a run (unless it is finished) and returns it if it led an open digest.
+/// Whether run `?2` leads a digest of key `?1`: it holds the open digest, or it was claimed
+/// with members that wait for its delivery.
+const LEADS: &str = "EXISTS (SELECT 1 FROM digests WHERE key = ?1 AND leader = ?2)
+     OR EXISTS (SELECT 1 FROM notification_runs WHERE digest_of = ?2 AND status = 'digested')";
+
+/// Cancels a run (unless it is finished) and returns it if it led a digest.
 fn cancel_run(tx: &Transaction<'_>, run: i64, r: &StepRecord) -> Result<Option<Leader>> {
     let row: Option<(i64, Option<i64>, Option<String>)> = tx
         .prepare_cached(
@@ -98,7 +106,7 @@ fn cancel_run(tx: &Transaction<'_>, run: i64, r: &StepRecord) -> Result<Option<L
         return Ok(None);
     };
     let leads: Option<i64> = tx
-        .prepare_cached("SELECT 1 FROM digests WHERE key = ?1 AND leader = ?2")
+        .prepare_cached(&format!("SELECT 1 WHERE {LEADS}"))
         .map_err(backend)?
         .query_row(params![key, run], |r| r.get(0))
         .optional()
@@ -124,9 +132,9 @@ fn hand_over(tx: &Transaction<'_>, old: Leader, now: Timestamp) -> Result<()> {
         .optional()
         .map_err(backend)?;
     let Some(new) = member else {
-        tx.prepare_cached("DELETE FROM digests WHERE key = ?1")
+        tx.prepare_cached("DELETE FROM digests WHERE key = ?1 AND leader = ?2")
             .map_err(backend)?
-            .execute(params![old.key])
+            .execute(params![old.key, old.run])
             .map_err(backend)?;
         return Ok(());
     };
@@ -153,9 +161,11 @@ fn hand_over(tx: &Transaction<'_>, old: Leader, now: Timestamp) -> Result<()> {
     .map_err(backend)?
     .execute(params![old.run, new, now_ms])
     .map_err(backend)?;
-    tx.prepare_cached("UPDATE digests SET leader = ?2 WHERE key = ?1")
+    // Only a digest still open passes on; a claimed leader's is closed, and a newer digest of
+    // the same key belongs to its own leader.
+    tx.prepare_cached("UPDATE digests SET leader = ?2 WHERE key = ?1 AND leader = ?3")
         .map_err(backend)?
-        .execute(params![old.key, new])
+        .execute(params![old.key, new, old.run])
         .map_err(backend)?;
     Ok(())
 }
@@ -179,9 +189,11 @@ pub(crate) fn cancel_trigger(
     let leaders: Vec<Leader> = {
         let mut st = tx
             .prepare_cached(&format!(
-                "SELECT r.id, d.key, r.step, r.next_at FROM notification_runs r
-                 JOIN digests d ON d.key = r.digest_key AND d.leader = r.id
-                 WHERE r.{LIVE}"
+                "SELECT r.id, r.digest_key, r.step, r.next_at FROM notification_runs r
+                 WHERE r.{LIVE} AND r.digest_key IS NOT NULL
+                   AND (EXISTS (SELECT 1 FROM digests d WHERE d.key = r.digest_key AND d.leader = r.id)
+                        OR EXISTS (SELECT 1 FROM notification_runs m
+                                   WHERE m.digest_of = r.id AND m.status = 'digested'))"
             ))
             .map_err(backend)?;
         st.query_map(params![notification], |r| {
@@ -328,7 +340,7 @@ pub(crate) fn claim_runs(
             }
         };
         let digest_events = match &digest_key {
-            Some(key) => Some(digest_events(tx, run_id, key, &n.payload, now)?),
+            Some(key) => Some(digest_events(tx, run_id, key, &n.payload)?),
             None => None,
         };
         claimed.push(ClaimedRun {
@@ -349,33 +361,31 @@ pub(crate) fn claim_runs(
     Ok((claimed, next_due(tx)?))
 }
 
-/// Closes the digest `run` leads and delivers its members with it: the events, its own first.
-fn digest_events(
-    tx: &Transaction<'_>,
-    run: i64,
-    key: &str,
-    own: &Value,
-    now: Timestamp,
-) -> Result<Vec<Value>> {
+/// Closes the digest `run` leads and returns the events it delivers, its own first. The
+/// members stay `digested` until the leader's progress applies ([`members_delivered`]).
+fn digest_events(tx: &Transaction<'_>, run: i64, key: &str, own: &Value) -> Result<Vec<Value>> {
     tx.prepare_cached("DELETE FROM digests WHERE key = ?1 AND leader = ?2")
         .map_err(backend)?
         .execute(params![key, run])
         .map_err(backend)?;
     let mut events = vec![own.clone()];
-    {
-        let mut st = tx
-            .prepare_cached(
-                "SELECT n.payload FROM notification_runs r JOIN notifications n ON n.id = r.notification_id
-                 WHERE r.digest_of = ?1 AND r.status IN ('digested', 'done') ORDER BY r.id",
-            )
-            .map_err(backend)?;
-        let rows = st
-            .query_map(params![run], |r| r.get::<_, String>(0))
-            .map_err(backend)?;
-        for payload in rows {
-            events.push(json(&payload.map_err(backend)?)?);
-        }
+    let mut st = tx
+        .prepare_cached(
+            "SELECT n.payload FROM notification_runs r JOIN notifications n ON n.id = r.notification_id
+             WHERE r.digest_of = ?1 AND r.status IN ('digested', 'done') ORDER BY r.id",
+        )
+        .map_err(backend)?;
+    let rows = st
+        .query_map(params![run], |r| r.get::<_, String>(0))
+        .map_err(backend)?;
+    for payload in rows {
+        events.push(json(&payload.map_err(backend)?)?);
     }
+    Ok(events)
+}
+
+/// The leader `run`'s progress applies: the members it carried are delivered (`done`).
+pub(crate) fn members_delivered(tx: &Transaction<'_>, run: i64, now: Timestamp) -> Result<()> {
     let done = record(
         "-",
         "digest",
@@ -397,7 +407,7 @@ fn digest_events(
     .map_err(backend)?
     .execute(params![run, now.as_millisecond()])
     .map_err(backend)?;
-    Ok(events)
+    Ok(())
 }
 
 pub(crate) fn next_due(c: &Connection) -> Result<Option<Timestamp>> {

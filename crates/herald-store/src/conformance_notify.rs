@@ -163,6 +163,7 @@ pub(crate) async fn run_all(store: &dyn Store) {
     a_digest_gathers_the_runs_of_one_key_under_one_leader(store).await;
     a_cancelled_member_drops_out_of_the_digest(store).await;
     a_cancelled_leader_hands_the_digest_to_its_earliest_member(store).await;
+    a_leader_cancelled_while_running_hands_its_members_on(store).await;
     a_look_back_digest_without_a_recent_event_goes_on_at_once(store).await;
     a_throttle_stops_the_runs_past_its_threshold(store).await;
     a_chat_step_writes_into_a_new_chatwidget_dialog_and_raises_events(store).await;
@@ -1026,17 +1027,53 @@ async fn a_digest_gathers_the_runs_of_one_key_under_one_leader(store: &dyn Store
         Some(vec![json!({"n": 1}), json!({"n": 2}), json!({"n": 3})]),
         "the leader carries every event, its own first"
     );
+    assert_eq!(
+        runs_of(store, "t11-3").await[0].status,
+        RunStatus::Digested,
+        "members wait while their leader runs"
+    );
+    apply(store, progress(leader.run_id, closes, RunNext::Done)).await;
     let member = &runs_of(store, "t11-3").await[0];
     assert_eq!(
         member.status,
         RunStatus::Done,
-        "members are delivered with it"
+        "members are delivered with the leader's progress"
     );
     assert_eq!(
         member.records.last().and_then(|r| r.detail.clone()),
         Some(format!("delivered in the digest of run {}", ids[0]))
     );
-    apply(store, progress(leader.run_id, closes, RunNext::Done)).await;
+}
+
+/// A leader cancelled after its claim, before its progress applies: the members it carried are
+/// not lost with it; the earliest takes over and delivers the rest.
+async fn a_leader_cancelled_while_running_hands_its_members_on(store: &dyn Store) {
+    let closes = at(20, 300);
+    let ids = digest_runs(store, 20, 3, "k20", closes).await;
+    let (claimed, _) = claim(store, closes).await;
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].run_id, ids[0]);
+    assert!(cancel(store, "t20-1", closes).await);
+    // The cancelled leader's result arrives late and changes nothing.
+    let late = apply(store, progress(ids[0], closes, RunNext::Done)).await;
+    assert!(!late.applied);
+    let heir = &runs_of(store, "t20-2").await[0];
+    assert_eq!(
+        (heir.status, heir.digest_of),
+        (RunStatus::Pending, None),
+        "the earliest member takes over"
+    );
+    assert_eq!(runs_of(store, "t20-3").await[0].digest_of, Some(ids[1]));
+    let (claimed, _) = claim(store, closes).await;
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].run_id, ids[1]);
+    assert_eq!(
+        claimed[0].digest_events,
+        Some(vec![json!({"n": 2}), json!({"n": 3})]),
+        "the digest goes out without the cancelled leader's event"
+    );
+    apply(store, progress(ids[1], closes, RunNext::Done)).await;
+    assert_eq!(runs_of(store, "t20-3").await[0].status, RunStatus::Done);
 }
 
 async fn a_cancelled_member_drops_out_of_the_digest(store: &dyn Store) {
