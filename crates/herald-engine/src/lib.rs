@@ -52,6 +52,10 @@ pub struct EngineConfig {
     pub smtp: Option<herald_channels::SmtpConfig>,
     /// How outbox deliveries (email, webhook) are retried.
     pub delivery_retry: herald_channels::RetryPolicy,
+    /// How long finished notification runs and sent or dead deliveries are kept.
+    pub notification_retention: Duration,
+    /// How long in-app feed entries are kept.
+    pub feed_retention: Duration,
 }
 
 impl Default for EngineConfig {
@@ -66,6 +70,8 @@ impl Default for EngineConfig {
             max_in_flight: 65_536,
             smtp: None,
             delivery_retry: herald_channels::RetryPolicy::default(),
+            notification_retention: Duration::from_secs(30 * 86_400),
+            feed_retention: Duration::from_secs(365 * 86_400),
         }
     }
 }
@@ -363,6 +369,41 @@ impl Engine {
             .map_err(|_| EngineError::ShuttingDown)
     }
 
+    /// Deletes notification state past its use (see [`herald_store::NotifyPurge`]): throttle
+    /// hits and digest arrivals outside every window of the project's workflows, finished runs
+    /// and deliveries past `notification_retention`, feed entries past `feed_retention`. Runs
+    /// in short transactions until nothing is left; what it deleted.
+    pub async fn purge_notify(
+        &self,
+        now: jiff::Timestamp,
+    ) -> Result<herald_store::NotifyPurged, EngineError> {
+        const LIMIT: usize = 1000;
+        let cfg = &self.shared.config;
+        let purge = herald_store::NotifyPurge {
+            throttle_before: notify::window_start(
+                &self.shared.project,
+                now,
+                notify::Window::Throttle,
+            ),
+            digest_seen_before: notify::window_start(
+                &self.shared.project,
+                now,
+                notify::Window::LookBack,
+            ),
+            finished_before: before(now, cfg.notification_retention),
+            feed_before: before(now, cfg.feed_retention),
+            limit: LIMIT,
+        };
+        let mut total = herald_store::NotifyPurged::default();
+        loop {
+            let round = self.shared.store.purge_notify(purge.clone()).await?;
+            total.add(round);
+            if !round.more_left(LIMIT) {
+                return Ok(total);
+            }
+        }
+    }
+
     pub fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
@@ -495,4 +536,12 @@ impl Engine {
         })
         .await;
     }
+}
+
+/// `now` moved back by `age`; the earliest time when that is before it.
+fn before(now: jiff::Timestamp, age: Duration) -> jiff::Timestamp {
+    jiff::SignedDuration::try_from(age)
+        .ok()
+        .and_then(|d| now.checked_sub(d).ok())
+        .unwrap_or(jiff::Timestamp::MIN)
 }

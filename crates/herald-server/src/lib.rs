@@ -162,14 +162,19 @@ pub fn spawn_housekeeping(state: &AppState) {
             }
         });
     }
-    let store = state.engine.shared().store.clone();
+    let engine = state.engine.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(3600));
         loop {
             tick.tick().await;
-            let cutoff = jiff::Timestamp::now() - jiff::SignedDuration::from_hours(24);
-            if let Err(e) = store.purge_idempotency(cutoff).await {
+            let now = jiff::Timestamp::now();
+            let cutoff = now - jiff::SignedDuration::from_hours(24);
+            if let Err(e) = engine.shared().store.purge_idempotency(cutoff).await {
                 tracing::warn!(error = %e, "cannot purge old idempotency keys");
+            }
+            match engine.purge_notify(now).await {
+                Ok(n) => tracing::debug!(purged = ?n, "notification retention"),
+                Err(e) => tracing::warn!(error = %e, "cannot purge old notification state"),
             }
         }
     });

@@ -9,6 +9,7 @@ mod notify;
 mod notify_feed;
 mod notify_outbox;
 mod notify_progress;
+mod notify_purge;
 mod notify_runs;
 mod rows;
 
@@ -601,6 +602,12 @@ impl Store for SqliteStore {
                     .map_err(backend)?;
                 Ok(n as u64)
             })
+            .await
+    }
+
+    async fn purge_notify(&self, purge: NotifyPurge) -> Result<NotifyPurged> {
+        self.pool
+            .write(move |tx| notify_purge::purge(tx, &purge))
             .await
     }
 

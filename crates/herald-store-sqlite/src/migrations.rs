@@ -242,4 +242,13 @@ CREATE TABLE deliveries (
 CREATE INDEX deliveries_due ON deliveries(next_attempt_at) WHERE status = 'pending';
 "#,
     ),
+    (
+        4,
+        // Retention: a notification goes only when no feed entry refers to it. Feed entries of
+        // one notification are inserted together and notification ids grow, so this index is
+        // appended to at its right edge.
+        r#"
+CREATE INDEX feed_notification ON feed(notification_id);
+"#,
+    ),
 ];

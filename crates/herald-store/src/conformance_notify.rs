@@ -170,6 +170,128 @@ pub(crate) async fn run_all(store: &dyn Store) {
     runs_left_running_go_back_to_pending(store).await;
     a_run_whose_subscriber_was_deleted_is_cancelled_when_due(store).await;
     deliveries_are_leased_retried_and_dead_lettered(store).await;
+    // Last: its cutoffs reach every story's finished state.
+    retention_deletes_finished_state_and_keeps_live_state(store).await;
+}
+
+/// `purge_notify`: finished runs, sent or dead deliveries, old feed entries, throttle hits and
+/// digest arrivals go; a notification goes with the last of its runs and feed entries; live
+/// runs and what they need stay.
+async fn retention_deletes_finished_state_and_keeps_live_state(store: &dyn Store) {
+    let t = |i| at(30, i);
+    for i in 1..=3 {
+        stored(
+            store,
+            trigger(
+                &format!("t30-{i}"),
+                json!({"n": i}),
+                Some(vec![to("s30", cid(30, 1), t(i))]),
+                t(i),
+            ),
+        )
+        .await;
+    }
+    let (claimed, _) = claim(store, t(2)).await;
+    let mine: Vec<_> = claimed
+        .iter()
+        .filter(|r| r.transaction_id.starts_with("t30-"))
+        .collect();
+    assert_eq!(mine.len(), 2, "t30-1 and t30-2 are claimed, t30-3 not yet");
+    for r in &mine {
+        let mut p = progress(r.run_id, t(2), RunNext::Done);
+        if r.transaction_id == "t30-1" {
+            p.feed.push(NewFeedEntry {
+                step: "inbox".into(),
+                subject: None,
+                body: "kept in the feed".into(),
+                cta: None,
+            });
+        }
+        assert!(apply(store, p).await.applied);
+    }
+    for r in claimed
+        .iter()
+        .filter(|r| !r.transaction_id.starts_with("t30-"))
+    {
+        apply(store, progress(r.run_id, t(2), RunNext::Done)).await;
+    }
+    let purge = |finished_before, feed_before| NotifyPurge {
+        throttle_before: Timestamp::MAX,
+        digest_seen_before: Timestamp::MAX,
+        finished_before,
+        feed_before,
+        limit: 2,
+    };
+    // Small limits: the caller calls again while a kind reached the limit.
+    let purge_all = |p: NotifyPurge| async move {
+        let mut total = NotifyPurged::default();
+        loop {
+            let round = store.purge_notify(p.clone()).await.expect("purge");
+            total.add(round);
+            if !round.more_left(p.limit) {
+                return total;
+            }
+        }
+    };
+    // Finished runs go; the feed is kept.
+    let total = purge_all(purge(Timestamp::MAX, Timestamp::MIN)).await;
+    assert!(total.runs >= 2, "finished runs go: {total:?}");
+    assert_eq!(total.feed, 0, "feed entries are younger than their cutoff");
+    assert!(
+        store
+            .get_notification("t30-2")
+            .await
+            .expect("get")
+            .is_none(),
+        "a notification goes with its last run"
+    );
+    let kept = store
+        .get_notification("t30-1")
+        .await
+        .expect("get")
+        .expect("a notification with a feed entry stays");
+    assert!(kept.runs.is_empty(), "but its finished run is gone");
+    assert_eq!(
+        runs_of(store, "t30-3").await[0].status,
+        RunStatus::Pending,
+        "a live run stays"
+    );
+    let q = FeedQuery {
+        page: 0,
+        limit: 10,
+        seen: None,
+        read: None,
+        payload: None,
+    };
+    let page = store
+        .feed("s30", &q)
+        .await
+        .expect("feed")
+        .expect("subscriber");
+    assert_eq!(page.entries.len(), 1);
+    // Then the feed entry's cutoff passes: it goes, and its notification with it.
+    let round = purge_all(purge(Timestamp::MAX, Timestamp::MAX)).await;
+    assert!(round.feed >= 1 && round.notifications >= 1, "{round:?}");
+    assert!(
+        store
+            .get_notification("t30-1")
+            .await
+            .expect("get")
+            .is_none()
+    );
+    let page = store
+        .feed("s30", &q)
+        .await
+        .expect("feed")
+        .expect("subscriber");
+    assert!(page.entries.is_empty());
+    // Nothing is left to purge but the live run's state.
+    let round = store
+        .purge_notify(purge(Timestamp::MAX, Timestamp::MAX))
+        .await
+        .expect("purge");
+    assert_eq!(round, NotifyPurged::default());
+    assert_eq!(runs_of(store, "t30-3").await.len(), 1);
 }
 
 async fn subscribers_are_created_updated_listed_and_deleted(store: &dyn Store) {

@@ -235,5 +235,9 @@ pub trait Store: Send + Sync + 'static {
     /// Deletes idempotency keys older than `before`.
     async fn purge_idempotency(&self, before: Timestamp) -> Result<u64>;
 
+    /// Deletes notification state past its use (see [`NotifyPurge`]), at most `limit` rows of
+    /// each kind, in one transaction; call again while [`NotifyPurged::more_left`].
+    async fn purge_notify(&self, purge: NotifyPurge) -> Result<NotifyPurged>;
+
     async fn stats(&self) -> Result<Stats>;
 }

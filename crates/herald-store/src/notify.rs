@@ -451,3 +451,56 @@ pub enum AttemptResult {
         error: String,
     },
 }
+
+/// What [`Store::purge_notify`](crate::Store::purge_notify) may delete: notification state that
+/// no longer decides anything, older than each cutoff. Live runs (pending, running, digested),
+/// open digests, pending deliveries and the notifications they belong to are never deleted.
+#[derive(Debug, Clone)]
+pub struct NotifyPurge {
+    /// Throttle hits before this no longer count in any throttle window of the project.
+    pub throttle_before: Timestamp,
+    /// Digest arrivals before this are outside every look-back window of the project.
+    pub digest_seen_before: Timestamp,
+    /// Finished runs and delivered or dead deliveries last changed before this; a
+    /// notification goes with the last of its runs and feed entries.
+    pub finished_before: Timestamp,
+    /// In-app feed entries created before this.
+    pub feed_before: Timestamp,
+    /// Most rows of each kind deleted by one call (one short transaction).
+    pub limit: usize,
+}
+
+/// Rows one purge call deleted, per kind.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NotifyPurged {
+    pub throttle_hits: usize,
+    pub digest_seen: usize,
+    pub feed: usize,
+    pub deliveries: usize,
+    pub notifications: usize,
+    pub runs: usize,
+}
+
+impl NotifyPurged {
+    /// Whether some kind reached the call's limit, so that more may be left.
+    pub fn more_left(&self, limit: usize) -> bool {
+        [
+            self.throttle_hits,
+            self.digest_seen,
+            self.feed,
+            self.deliveries,
+            self.runs,
+        ]
+        .iter()
+        .any(|n| *n >= limit)
+    }
+
+    pub fn add(&mut self, o: NotifyPurged) {
+        self.throttle_hits += o.throttle_hits;
+        self.digest_seen += o.digest_seen;
+        self.feed += o.feed;
+        self.deliveries += o.deliveries;
+        self.notifications += o.notifications;
+        self.runs += o.runs;
+    }
+}

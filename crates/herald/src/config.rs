@@ -48,6 +48,10 @@ pub struct Settings {
     pub shutdown_timeout_secs: u64,
     /// Threads of the async runtime (HTTP, WebSocket, the commit loop); 0: one per CPU.
     pub runtime_threads: usize,
+    /// Days finished notification runs and sent or dead deliveries are kept.
+    pub notification_retention_days: u32,
+    /// Days in-app feed entries are kept.
+    pub feed_retention_days: u32,
     /// Keys accepted as `Authorization: ApiKey <key>` by the notification API (`/v1`), besides
     /// the admin token.
     pub api_keys: Vec<String>,
@@ -94,6 +98,8 @@ impl Default for Settings {
             log_format: "text".into(),
             shutdown_timeout_secs: 10,
             runtime_threads: 0,
+            notification_retention_days: 30,
+            feed_retention_days: 365,
             api_keys: Vec::new(),
             smtp: None,
         }

@@ -182,6 +182,8 @@ pub async fn launch_project_with_clock(
         http_allow_link_local: settings.http_allow_link_local,
         http_timeout: Duration::from_millis(settings.http_timeout_ms.max(1)),
         smtp: settings.smtp().map_err(anyhow::Error::msg)?,
+        notification_retention: days(settings.notification_retention_days),
+        feed_retention: days(settings.feed_retention_days),
         ..EngineConfig::default()
     };
     let engine = Engine::start_with_clock(store, Arc::new(project), engine_cfg, clock).await?;
@@ -218,4 +220,8 @@ pub async fn launch_project_with_clock(
         stop,
         done,
     })
+}
+
+fn days(n: u32) -> Duration {
+    Duration::from_secs(u64::from(n.max(1)) * 86_400)
 }

@@ -19,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use herald_core::Project;
+use herald_core::workflow::StepKind;
 use herald_script::Sandbox;
 use herald_store::{
     AcceptItem, AcceptOutcome, ClaimedRun, IdempotencyKey, NewTrigger, Recipient, RunProgress,
@@ -378,5 +379,72 @@ fn renderer(
         if tx.send((progress, permit)).is_err() {
             return;
         }
+    }
+}
+
+/// Which windows of the project's workflows [`window_start`] looks at.
+pub(crate) enum Window {
+    /// Throttle steps: hits before the longest window's start count in none.
+    Throttle,
+    /// Digest look-back windows: arrivals before the longest one's start matter to none.
+    LookBack,
+}
+
+/// The start of the longest window of that kind ending at `now`; `now` when there is none.
+pub(crate) fn window_start(project: &Project, now: Timestamp, kind: Window) -> Timestamp {
+    project
+        .workflows
+        .values()
+        .flat_map(|wf| wf.steps.iter())
+        .filter_map(|step| match (&kind, &step.kind) {
+            (Window::Throttle, StepKind::Throttle { window, .. }) => Some(window.before(now)),
+            (Window::LookBack, StepKind::Digest { look_back, .. }) => {
+                look_back.map(|w| w.before(now))
+            }
+            _ => None,
+        })
+        .min()
+        .unwrap_or(now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn project(workflows: &[(&str, &str)]) -> (tempfile::TempDir, Project) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let wf = dir.path().join("workflows");
+        std::fs::create_dir_all(&wf).expect("mkdir");
+        for (id, yaml) in workflows {
+            std::fs::write(wf.join(format!("{id}.yaml")), yaml).expect("write");
+        }
+        let project = herald_core::load_project(dir.path(), &|_| None).expect("project");
+        (dir, project)
+    }
+
+    #[test]
+    fn retention_keeps_what_the_longest_window_of_each_kind_needs() {
+        let (_dir, p) = project(&[
+            (
+                "a",
+                "steps:\n  - type: throttle\n    amount: 2\n    unit: hours\n    threshold: 1\n  - type: digest\n    amount: 5\n    unit: minutes\n    lookBack: {amount: 10, unit: minutes}\n  - type: in_app\n    body: x\n",
+            ),
+            (
+                "b",
+                "steps:\n  - type: throttle\n    amount: 1\n    unit: days\n    threshold: 3\n  - type: in_app\n    body: y\n",
+            ),
+        ]);
+        let now: Timestamp = "2030-01-02T00:00:00Z".parse().expect("now");
+        assert_eq!(
+            window_start(&p, now, Window::Throttle),
+            "2030-01-01T00:00:00Z".parse::<Timestamp>().expect("t"),
+            "the one-day throttle is the longest"
+        );
+        assert_eq!(
+            window_start(&p, now, Window::LookBack),
+            "2030-01-01T23:50:00Z".parse::<Timestamp>().expect("t")
+        );
+        let (_dir, empty) = project(&[]);
+        assert_eq!(window_start(&empty, now, Window::Throttle), now);
     }
 }

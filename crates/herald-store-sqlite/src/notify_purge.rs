@@ -1,0 +1,94 @@
+//! Retention of notification state (`Store::purge_notify`): each call deletes at most `limit`
+//! rows of each kind in the caller's transaction, looking at no more than `limit` rows of the
+//! big tables (oldest first by id, which grows with time), so a purge never holds the writer
+//! for long, however large the tables are. A notification row goes with the last of its runs
+//! and feed entries (a trigger that reached nobody keeps its small row).
+
+use herald_store::{NotifyPurge, NotifyPurged, Result};
+use rusqlite::{Transaction, params};
+
+use crate::conn::backend;
+
+pub(crate) fn purge(tx: &Transaction<'_>, p: &NotifyPurge) -> Result<NotifyPurged> {
+    let limit = p.limit.max(1) as i64;
+    let run = |sql: &str, before: jiff::Timestamp| -> Result<usize> {
+        tx.prepare_cached(sql)
+            .map_err(backend)?
+            .execute(params![before.as_millisecond(), limit])
+            .map_err(backend)
+    };
+    let throttle_hits = run(
+        "DELETE FROM throttle_hits WHERE rowid IN
+           (SELECT rowid FROM throttle_hits WHERE at < ?1 LIMIT ?2)",
+        p.throttle_before,
+    )?;
+    let digest_seen = run(
+        "DELETE FROM digest_seen WHERE key IN
+           (SELECT key FROM digest_seen WHERE last_at < ?1 LIMIT ?2)",
+        p.digest_seen_before,
+    )?;
+    // Oldest first, among the first `limit` rows only: ids grow with time, so the rows old
+    // enough are at the head.
+    let ids = |sql: &str, before: jiff::Timestamp| -> Result<Vec<(i64, i64)>> {
+        let mut st = tx.prepare_cached(sql).map_err(backend)?;
+        st.query_map(params![before.as_millisecond(), limit], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .map_err(backend)?
+        .collect::<rusqlite::Result<_>>()
+        .map_err(backend)
+    };
+    let mut touched = std::collections::BTreeSet::new();
+    let old_feed = ids(
+        "SELECT id, notification_id FROM (SELECT id, notification_id, created_at FROM feed ORDER BY id LIMIT ?2)
+         WHERE created_at < ?1",
+        p.feed_before,
+    )?;
+    for (id, notification) in &old_feed {
+        tx.prepare_cached("DELETE FROM feed WHERE id = ?1")
+            .map_err(backend)?
+            .execute(params![id])
+            .map_err(backend)?;
+        touched.insert(*notification);
+    }
+    let old_runs = ids(
+        "SELECT id, notification_id FROM
+           (SELECT id, notification_id, status, updated_at FROM notification_runs ORDER BY id LIMIT ?2)
+         WHERE updated_at < ?1 AND status NOT IN ('pending', 'running', 'digested')",
+        p.finished_before,
+    )?;
+    for (id, notification) in &old_runs {
+        tx.prepare_cached("DELETE FROM notification_runs WHERE id = ?1")
+            .map_err(backend)?
+            .execute(params![id])
+            .map_err(backend)?;
+        touched.insert(*notification);
+    }
+    let deliveries = run(
+        "DELETE FROM deliveries WHERE id IN
+           (SELECT id FROM (SELECT id, status, updated_at FROM deliveries ORDER BY id LIMIT ?2)
+            WHERE updated_at < ?1 AND status IN ('delivered', 'dead'))",
+        p.finished_before,
+    )?;
+    // A notification goes with the last of its runs and feed entries.
+    let mut notifications = 0;
+    for id in touched {
+        notifications += tx
+            .prepare_cached(
+                "DELETE FROM notifications WHERE id = ?1
+                   AND NOT EXISTS (SELECT 1 FROM notification_runs WHERE notification_id = ?1)
+                   AND NOT EXISTS (SELECT 1 FROM feed WHERE notification_id = ?1)",
+            )
+            .map_err(backend)?
+            .execute(params![id])
+            .map_err(backend)?;
+    }
+    Ok(NotifyPurged {
+        throttle_hits,
+        digest_seen,
+        feed: old_feed.len(),
+        deliveries,
+        notifications,
+        runs: old_runs.len(),
+    })
+}
