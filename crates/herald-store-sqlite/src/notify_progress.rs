@@ -97,10 +97,29 @@ pub(crate) fn apply_progress(tx: &Transaction<'_>, p: &RunProgress) -> Result<Pr
     }
 
     for chat in &p.chats {
-        let Some((dialog_id, key)) =
-            chat_dialog(tx, contact, subscriber_id.as_deref(), &chat.bot_id, now)?
-        else {
-            continue;
+        let (dialog_id, key) = match chat_dialog(
+            tx,
+            contact,
+            subscriber_id.as_deref(),
+            &chat.bot_id,
+            now,
+        )? {
+            ChatTarget::Dialog(id, key) => (id, key),
+            ChatTarget::Nowhere => continue,
+            ChatTarget::Taken(chat_id) => {
+                let r = crate::notify_runs::record(
+                    "-",
+                    "chat",
+                    "failed",
+                    Some(format!(
+                        "the chatwidget dialog {chat_id:?} of bot {:?} belongs to another contact; nothing was written into it",
+                        chat.bot_id
+                    )),
+                    p.now,
+                );
+                records.push(serde_json::to_value(&r).map_err(backend)?);
+                continue;
+            }
         };
         if let Some(text) = &chat.text {
             let m = NewMessage {
@@ -175,6 +194,15 @@ pub(crate) fn apply_progress(tx: &Transaction<'_>, p: &RunProgress) -> Result<Pr
     Ok(out)
 }
 
+/// Where a chat step writes.
+enum ChatTarget {
+    Dialog(i64, DialogKey),
+    /// No dialog with the bot, and no subscriber id to open one with.
+    Nowhere,
+    /// The subscriber id names a widget dialog of another contact.
+    Taken(String),
+}
+
 /// The dialog a chat step writes into: the contact's most recent one with the bot, else a new
 /// `chatwidget` dialog whose chat id is the subscriber id.
 fn chat_dialog(
@@ -183,7 +211,7 @@ fn chat_dialog(
     subscriber_id: Option<&str>,
     bot_id: &str,
     now: i64,
-) -> Result<Option<(i64, DialogKey)>> {
+) -> Result<ChatTarget> {
     let found: Option<(i64, String, String)> = tx
         .prepare_cached(
             "SELECT id, channel_type, chat_id FROM dialogs WHERE contact_id = ?1 AND bot_id = ?2
@@ -196,10 +224,13 @@ fn chat_dialog(
         .optional()
         .map_err(backend)?;
     if let Some((id, channel_type, chat_id)) = found {
-        return Ok(Some((id, DialogKey::new(&channel_type, bot_id, &chat_id))));
+        return Ok(ChatTarget::Dialog(
+            id,
+            DialogKey::new(&channel_type, bot_id, &chat_id),
+        ));
     }
     let Some(chat_id) = subscriber_id else {
-        return Ok(None);
+        return Ok(ChatTarget::Nowhere);
     };
     tx.prepare_cached(
         "INSERT OR IGNORE INTO dialogs (channel_type, bot_id, chat_id, contact_id, created_at, updated_at)
@@ -208,14 +239,22 @@ fn chat_dialog(
     .map_err(backend)?
     .execute(params![bot_id, chat_id, contact, now])
     .map_err(backend)?;
-    let id: i64 = tx
+    let (id, owner): (i64, i64) = tx
         .prepare_cached(
-            "SELECT id FROM dialogs WHERE channel_type = 'chatwidget' AND bot_id = ?1 AND chat_id = ?2",
+            "SELECT id, contact_id FROM dialogs WHERE channel_type = 'chatwidget' AND bot_id = ?1 AND chat_id = ?2",
         )
         .map_err(backend)?
-        .query_row(params![bot_id, chat_id], |r| r.get(0))
+        .query_row(params![bot_id, chat_id], |r| Ok((r.get(0)?, r.get(1)?)))
         .map_err(backend)?;
-    Ok(Some((id, DialogKey::new("chatwidget", bot_id, chat_id))))
+    if owner != contact {
+        // A widget chat id is chosen by the browser: a dialog of that id that belongs to
+        // someone else is never written into.
+        return Ok(ChatTarget::Taken(chat_id.to_owned()));
+    }
+    Ok(ChatTarget::Dialog(
+        id,
+        DialogKey::new("chatwidget", bot_id, chat_id),
+    ))
 }
 
 /// Where the run goes next, with the activity record of a digest or throttle decision.

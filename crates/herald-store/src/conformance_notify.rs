@@ -167,11 +167,86 @@ pub(crate) async fn run_all(store: &dyn Store) {
     a_look_back_digest_without_a_recent_event_goes_on_at_once(store).await;
     a_throttle_stops_the_runs_past_its_threshold(store).await;
     a_chat_step_writes_into_a_new_chatwidget_dialog_and_raises_events(store).await;
+    a_chat_step_never_writes_into_another_contacts_widget_dialog(store).await;
     runs_left_running_go_back_to_pending(store).await;
     a_run_whose_subscriber_was_deleted_is_cancelled_when_due(store).await;
     deliveries_are_leased_retried_and_dead_lettered(store).await;
     // Last: its cutoffs reach every story's finished state.
     retention_deletes_finished_state_and_keeps_live_state(store).await;
+}
+
+/// A widget chat id is chosen by the browser: when the subscriber id names a widget dialog of
+/// someone else, the chat step writes nothing there and records why.
+async fn a_chat_step_never_writes_into_another_contacts_widget_dialog(store: &dyn Store) {
+    let t0 = at(21, 0);
+    let theirs = DialogKey::new("chatwidget", "bot21", "s21");
+    let seq = match accept_one(
+        store,
+        AcceptItem::Event(NewEvent {
+            id: "e21".into(),
+            dialog: theirs.clone(),
+            payload: EventPayload::Event {
+                name: "hello".into(),
+                data: json!({}),
+            },
+            source: "test".into(),
+            accepted_at: t0,
+        }),
+    )
+    .await
+    {
+        AcceptOutcome::Accepted(e) => e.seq,
+        other => panic!("event not accepted: {other:?}"),
+    };
+    store
+        .apply(vec![HandledEvent::unchanged(
+            seq,
+            theirs.clone(),
+            None,
+            json!({}),
+        )])
+        .await
+        .expect("apply");
+    let owner = store
+        .load_dialog(&theirs)
+        .await
+        .expect("load")
+        .expect("dialog")
+        .contact_id;
+    let sub = subscriber(store, "s21", cid(21, 1), t0).await;
+    assert_ne!(sub.id, owner, "the subscriber is another contact");
+    stored(
+        store,
+        trigger("t21", json!({}), Some(vec![to("s21", 0, t0)]), t0),
+    )
+    .await;
+    let (c, _) = claim(store, t0).await;
+    let mut p = progress(c[0].run_id, t0, RunNext::Done);
+    p.chats = vec![ChatDelivery {
+        bot_id: "bot21".into(),
+        text: Some("for s21's eyes only".into()),
+        event: None,
+        event_id: String::new(),
+    }];
+    let out = apply(store, p).await;
+    assert!(out.applied);
+    assert!(out.messages.is_empty(), "{:?}", out.messages);
+    assert!(
+        store
+            .list_messages(&theirs, 0, 10)
+            .await
+            .expect("messages")
+            .is_empty(),
+        "nothing is written into the other contact's dialog"
+    );
+    let run = &runs_of(store, "t21").await[0];
+    assert!(
+        run.records
+            .iter()
+            .any(|r| r.kind == "chat" && r.status == "failed"),
+        "the run records why: {:?}",
+        run.records
+    );
 }
 
 /// `purge_notify`: finished runs, sent or dead deliveries, old feed entries, throttle hits and
