@@ -5,7 +5,7 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::HeaderMap;
-use herald_store::{Delivery, DeliveryStatus};
+use herald_store::{Delivery, DeliveryRetry, DeliveryStatus};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -83,14 +83,16 @@ pub async fn retry(
         .parse()
         .map_err(|_| ApiError::not_found(format!("no delivery `{id}`")))?;
     let shared = st.engine.shared();
-    if shared.store.retry_delivery(num, shared.clock.now()).await? {
-        st.engine.wake_deliveries();
-        Ok(Json(json!({"status": "pending", "id": num})))
-    } else {
-        Err(ApiError::new(
+    match shared.store.retry_delivery(num, shared.clock.now()).await? {
+        DeliveryRetry::Retried => {
+            st.engine.wake_deliveries();
+            Ok(Json(json!({"status": "pending", "id": num})))
+        }
+        DeliveryRetry::NotDead => Err(ApiError::new(
             axum::http::StatusCode::CONFLICT,
             "not_dead",
             format!("delivery `{id}` is not a dead letter"),
-        ))
+        )),
+        DeliveryRetry::Unknown => Err(ApiError::not_found(format!("no delivery `{id}`"))),
     }
 }

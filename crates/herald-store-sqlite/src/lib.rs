@@ -581,7 +581,7 @@ impl Store for SqliteStore {
             .await
     }
 
-    async fn retry_delivery(&self, id: i64, now: Timestamp) -> Result<bool> {
+    async fn retry_delivery(&self, id: i64, now: Timestamp) -> Result<DeliveryRetry> {
         self.pool
             .write(move |tx| notify_outbox::retry_delivery(tx, id, now))
             .await

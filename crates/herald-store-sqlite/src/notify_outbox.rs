@@ -139,7 +139,11 @@ pub(crate) fn list_deliveries(
     .collect()
 }
 
-pub(crate) fn retry_delivery(tx: &Transaction<'_>, id: i64, now: Timestamp) -> Result<bool> {
+pub(crate) fn retry_delivery(
+    tx: &Transaction<'_>,
+    id: i64,
+    now: Timestamp,
+) -> Result<DeliveryRetry> {
     let n = tx
         .prepare_cached(
             "UPDATE deliveries SET status = 'pending', attempts = 0, next_attempt_at = ?2, updated_at = ?2
@@ -148,7 +152,19 @@ pub(crate) fn retry_delivery(tx: &Transaction<'_>, id: i64, now: Timestamp) -> R
         .map_err(backend)?
         .execute(params![id, now.as_millisecond()])
         .map_err(backend)?;
-    Ok(n > 0)
+    if n > 0 {
+        return Ok(DeliveryRetry::Retried);
+    }
+    let exists = tx
+        .prepare_cached("SELECT 1 FROM deliveries WHERE id = ?1")
+        .map_err(backend)?
+        .exists(params![id])
+        .map_err(backend)?;
+    Ok(if exists {
+        DeliveryRetry::NotDead
+    } else {
+        DeliveryRetry::Unknown
+    })
 }
 
 pub(crate) fn next_delivery_due(c: &Connection) -> Result<Option<Timestamp>> {

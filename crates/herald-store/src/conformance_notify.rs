@@ -1714,18 +1714,27 @@ async fn deliveries_are_leased_retried_and_dead_lettered(store: &dyn Store) {
     );
     assert_eq!(all[1].status, DeliveryStatus::Delivered);
 
-    assert!(
-        !store
+    assert_eq!(
+        store
             .retry_delivery(mail.id, secs(200))
             .await
             .expect("retry"),
+        DeliveryRetry::NotDead,
         "only a dead letter can be retried"
     );
-    assert!(
+    assert_eq!(
+        store
+            .retry_delivery(mail.id + hook.id + 1000, secs(200))
+            .await
+            .expect("retry"),
+        DeliveryRetry::Unknown
+    );
+    assert_eq!(
         store
             .retry_delivery(hook.id, secs(200))
             .await
-            .expect("retry")
+            .expect("retry"),
+        DeliveryRetry::Retried
     );
     let again = store
         .claim_deliveries(secs(200), secs(230), 10)

@@ -228,8 +228,8 @@ pub trait Store: Send + Sync + 'static {
         status: Option<DeliveryStatus>,
         limit: usize,
     ) -> Result<Vec<Delivery>>;
-    /// A dead letter goes back to pending, due now; `false` if it is not a dead letter.
-    async fn retry_delivery(&self, id: i64, now: Timestamp) -> Result<bool>;
+    /// A dead letter goes back to pending, due now.
+    async fn retry_delivery(&self, id: i64, now: Timestamp) -> Result<DeliveryRetry>;
     async fn next_delivery_due(&self) -> Result<Option<Timestamp>>;
 
     /// Deletes idempotency keys older than `before`.

@@ -504,3 +504,14 @@ impl NotifyPurged {
         self.runs += o.runs;
     }
 }
+
+/// What [`Store::retry_delivery`](crate::Store::retry_delivery) did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeliveryRetry {
+    /// The dead letter is pending again.
+    Retried,
+    /// The delivery exists but is not a dead letter: nothing changed.
+    NotDead,
+    /// No delivery has that id.
+    Unknown,
+}
