@@ -657,6 +657,32 @@ async fn a_repeated_transaction_id_or_idempotency_key_answers_the_same_and_runs_
         4,
         "two more activity records"
     );
+
+    // No single trigger's key names a bulk event's key, whatever it looks like.
+    for key in ["bulk:key-123#0", "key-123#0"] {
+        let r = n
+            .server
+            .http
+            .post(n.server.url("/v1/events/trigger"))
+            .header("authorization", format!("ApiKey {ADMIN}"))
+            .header("idempotency-key", key)
+            .json(&json!({"name": "order-shipped", "to": "cy", "payload": {"orderId": key}}))
+            .send()
+            .await
+            .expect("send");
+        assert!(r.headers().get("idempotency-replay").is_none(), "{key}");
+        let (s, v) = status_json(r).await;
+        assert_eq!(s, 201, "{v}");
+        assert_ne!(
+            v["data"]["transactionId"], v1["data"][0]["transactionId"],
+            "{key}: {v}"
+        );
+    }
+    assert_eq!(
+        n.activity_list().await.len(),
+        6,
+        "two more activity records"
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -63,7 +63,9 @@ pub struct TriggerRequest {
     pub transaction_id: Option<String>,
     pub actor: Option<SubscriberIn>,
     pub tenant: Option<Value>,
-    pub idempotency: Option<String>,
+    /// The `Idempotency-Key` the trigger is stored under (scope `trigger`, or `trigger-bulk`
+    /// for the events of a bulk).
+    pub idempotency: Option<IdempotencyKey>,
 }
 
 /// A stored trigger: its transaction id, how many subscribers it reaches, and whether it was a
@@ -154,10 +156,7 @@ impl Engine {
             actor: req.actor.map(|a| upsert(a, shared, now)),
             tenant: req.tenant,
             to,
-            idempotency: req.idempotency.map(|key| IdempotencyKey {
-                scope: "trigger".into(),
-                key,
-            }),
+            idempotency: req.idempotency,
             now,
         };
         match self.accept(AcceptItem::Trigger(Box::new(trigger))).await? {

@@ -5,7 +5,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use herald_engine::{TriggerError, Triggered};
-use herald_store::NotificationRecord;
+use herald_store::{IdempotencyKey, NotificationRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -82,7 +82,11 @@ async fn run_trigger(
     body: &serde_json::Map<String, Value>,
     broadcast: bool,
 ) -> NovuResult<Response> {
-    let req = trigger_request(body, broadcast, idempotency_key(headers)?)?;
+    let key = idempotency_key(headers)?.map(|key| IdempotencyKey {
+        scope: "trigger".into(),
+        key,
+    });
+    let req = trigger_request(body, broadcast, key)?;
     let outcome = st.engine.trigger(req).await.map_err(trigger_error)?;
     let mut resp = data(StatusCode::CREATED, result_json(&outcome));
     if outcome.repeated {
@@ -113,7 +117,8 @@ pub async fn broadcast(
 /// Every event is validated first: one bad event refuses the whole bulk (422 naming it) and
 /// nothing is stored. Valid events are stored together.
 ///
-/// With an `Idempotency-Key`, event `i` is stored under the key `bulk:<key>#<i>`: a repeated bulk
+/// With an `Idempotency-Key`, event `i` is stored under the key `<key>#<i>` (in a scope of its
+/// own, so no single trigger's key can collide with it): a repeated bulk
 /// answers with the first results and stores nothing new, and a bulk that was cut off half-way
 /// (a crash before the answer) stores only the events it had not stored yet.
 #[tracing::instrument(skip_all)]
@@ -141,7 +146,10 @@ pub async fn bulk(
                 ApiError::unprocessable(&format!("events[{i}]"), "must be an object").into(),
             );
         };
-        let event_key = key.as_ref().map(|k| format!("bulk:{k}#{i}"));
+        let event_key = key.as_ref().map(|k| IdempotencyKey {
+            scope: "trigger-bulk".into(),
+            key: format!("{k}#{i}"),
+        });
         let req = trigger_request(o, false, event_key).map_err(|mut err| {
             err.message = format!("events[{i}].{}", err.message);
             err

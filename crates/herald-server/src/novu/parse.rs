@@ -184,7 +184,7 @@ fn object_or_empty(o: &Map<String, Value>, field: &str) -> Result<Value, ApiErro
 pub fn trigger_request(
     o: &Map<String, Value>,
     broadcast: bool,
-    idempotency: Option<String>,
+    idempotency: Option<herald_store::IdempotencyKey>,
 ) -> Result<TriggerRequest, ApiError> {
     let workflow = match o.get("name") {
         Some(Value::String(s)) if !s.is_empty() => s.clone(),
