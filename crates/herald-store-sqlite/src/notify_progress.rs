@@ -66,8 +66,6 @@ pub(crate) fn apply_progress(tx: &Transaction<'_>, p: &RunProgress) -> Result<Pr
     else {
         return Ok(ProgressApplied::default());
     };
-    // A leader claimed with a digest has delivered it: its members are done.
-    crate::notify_runs::members_delivered(tx, p.run_id, p.now)?;
     let mut records: Vec<Value> = serde_json::from_str(&steps).map_err(corrupt)?;
     for r in &p.records {
         records.push(serde_json::to_value(r).map_err(backend)?);
@@ -167,6 +165,14 @@ pub(crate) fn apply_progress(tx: &Transaction<'_>, p: &RunProgress) -> Result<Pr
     out.deliveries = p.deliveries.len();
 
     let (after, decision) = next(tx, p, p.run_id, step)?;
+    // A leader's members finish with it: until then (a delay after the digest step, say) the
+    // leader may still be cancelled and hand them on, and a re-claim reads their events again.
+    if matches!(
+        after.status,
+        RunStatus::Done | RunStatus::Failed | RunStatus::Throttled
+    ) {
+        crate::notify_runs::members_finished(tx, p.run_id, after.status, p.now)?;
+    }
     if let Some(r) = decision {
         records.push(serde_json::to_value(&r).map_err(backend)?);
     }

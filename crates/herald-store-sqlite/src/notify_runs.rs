@@ -3,9 +3,9 @@
 //! still `running`, and cancelled while it is not finished. A digest has one leader run (the
 //! row in `digests` while it is open); the runs that join it wait as `digested` with
 //! `digest_of` pointing at the leader. Claiming the leader closes the digest and hands it
-//! the members' events; the members stay `digested` until the leader's progress applies
-//! (`done`, in [`crate::notify_progress`]), so that a leader cancelled while it runs hands
-//! them to the earliest of them instead of taking them down with it.
+//! the members' events; the members stay `digested` until the leader finishes (and finish as
+//! it does, in [`crate::notify_progress`]), so that a leader cancelled while it runs or waits
+//! on a later delay hands them to the earliest of them instead of taking them down with it.
 //! Also here: the activity reads. Write functions run inside the caller's transaction.
 
 use std::collections::HashMap;
@@ -362,7 +362,7 @@ pub(crate) fn claim_runs(
 }
 
 /// Closes the digest `run` leads and returns the events it delivers, its own first. The
-/// members stay `digested` until the leader's progress applies ([`members_delivered`]).
+/// members stay `digested` until the leader finishes ([`members_finished`]).
 fn digest_events(tx: &Transaction<'_>, run: i64, key: &str, own: &Value) -> Result<Vec<Value>> {
     tx.prepare_cached("DELETE FROM digests WHERE key = ?1 AND leader = ?2")
         .map_err(backend)?
@@ -384,28 +384,25 @@ fn digest_events(tx: &Transaction<'_>, run: i64, key: &str, own: &Value) -> Resu
     Ok(events)
 }
 
-/// The leader `run`'s progress applies: the members it carried are delivered (`done`).
-pub(crate) fn members_delivered(tx: &Transaction<'_>, run: i64, now: Timestamp) -> Result<()> {
-    let done = record(
-        "-",
-        "digest",
-        "done",
-        Some(format!("delivered in the digest of run {run}")),
-        now,
-    );
-    push_record(
-        tx,
-        "digest_of = ?1 AND status = 'digested'",
-        run,
-        &done,
-        true,
-    )?;
+/// The leader `run` finished with `status`: the members it carried finish the same way.
+pub(crate) fn members_finished(
+    tx: &Transaction<'_>,
+    run: i64,
+    status: RunStatus,
+    now: Timestamp,
+) -> Result<()> {
+    let detail = match status {
+        RunStatus::Done => format!("delivered in the digest of run {run}"),
+        other => format!("the digest of run {run} ended {}", other.as_str()),
+    };
+    let r = record("-", "digest", status.as_str(), Some(detail), now);
+    push_record(tx, "digest_of = ?1 AND status = 'digested'", run, &r, true)?;
     tx.prepare_cached(
-        "UPDATE notification_runs SET status = 'done', next_at = NULL, updated_at = ?2
+        "UPDATE notification_runs SET status = ?3, next_at = NULL, updated_at = ?2
          WHERE digest_of = ?1 AND status = 'digested'",
     )
     .map_err(backend)?
-    .execute(params![run, now.as_millisecond()])
+    .execute(params![run, now.as_millisecond(), status.as_str()])
     .map_err(backend)?;
     Ok(())
 }

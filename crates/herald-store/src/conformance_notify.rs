@@ -1271,6 +1271,36 @@ async fn a_leader_cancelled_while_running_hands_its_members_on(store: &dyn Store
     );
     apply(store, progress(ids[1], closes, RunNext::Done)).await;
     assert_eq!(runs_of(store, "t20-3").await[0].status, RunStatus::Done);
+
+    // A leader that waits on a delay after its digest still carries its members: they stay
+    // `digested`, and a cancel during the delay hands them on too.
+    let closes = at(22, 300);
+    let ids = digest_runs(store, 22, 2, "k22", closes).await;
+    let (claimed, _) = claim(store, closes).await;
+    assert_eq!(claimed[0].run_id, ids[0]);
+    let later = at(22, 900);
+    let wait = RunNext::Wait {
+        step: 2,
+        until: later,
+    };
+    assert!(apply(store, progress(ids[0], closes, wait)).await.applied);
+    assert_eq!(
+        runs_of(store, "t22-2").await[0].status,
+        RunStatus::Digested,
+        "a member waits until its leader finishes"
+    );
+    assert!(cancel(store, "t22-1", closes).await);
+    let heir = &runs_of(store, "t22-2").await[0];
+    assert_eq!(
+        heir.status,
+        RunStatus::Pending,
+        "handed on during the delay"
+    );
+    let (claimed, _) = claim(store, later).await;
+    assert_eq!(claimed.len(), 1);
+    assert_eq!(claimed[0].digest_events, Some(vec![json!({"n": 2})]));
+    apply(store, progress(ids[1], later, RunNext::Failed)).await;
+    assert_eq!(runs_of(store, "t22-2").await[0].status, RunStatus::Failed);
 }
 
 async fn a_cancelled_member_drops_out_of_the_digest(store: &dyn Store) {
