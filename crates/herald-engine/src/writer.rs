@@ -156,13 +156,21 @@ pub(crate) async fn run(
                     .record(started.elapsed().as_secs_f64());
                 metrics::histogram!("herald_commit_batch_size")
                     .record((waiting.len() + applies.len()) as f64);
-                let _ = finish_tx.send(Finish::Batch(Box::new(Finished {
+                let sent = finish_tx.send(Finish::Batch(Box::new(Finished {
                     applies: std::mem::take(&mut applies),
                     waiting,
                     done,
                     claimed,
                     claim_reply,
                 })));
+                if sent.is_err() {
+                    // The finisher is gone (it panicked): nothing would be answered or
+                    // dispatched any more. Stop the workers so that shutdown can finish; what
+                    // is committed replays at the next start.
+                    tracing::error!("the finisher thread stopped; the writer stops");
+                    shared.dispatch.stop_all();
+                    break;
+                }
             }
             Err(e) => {
                 // Nothing of the cycle is stored. Accept callers get an error now; handled
@@ -233,20 +241,17 @@ async fn finisher(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Finish>) 
     let mut group = Vec::new();
     while rx.recv_many(&mut group, usize::MAX).await > 0 {
         let started = Instant::now();
-        let flushed = match shared.store.flush_blocking() {
-            Ok(()) => Ok(()),
-            Err(e) => {
-                // The batches are committed and visible, but the disk did not confirm them:
-                // their callers get an error (an activation sent again with its
-                // Idempotency-Key is answered once); their events are still handled.
-                tracing::error!(error = %e, "flush failed; callers of the unflushed batches get an error");
-                Err(format!("the disk did not confirm the write: {e}"))
-            }
-        };
+        if let Err(e) = shared.store.flush_blocking() {
+            // Committed and visible, but not confirmed on disk: acting on these batches could
+            // acknowledge what a power loss takes back, and after a failed fsync later ones
+            // cannot be trusted either. Stop; the next start recovers from what the disk has.
+            tracing::error!(error = %e, "flushing committed batches failed; Herald stops so that nothing unflushed is acknowledged");
+            std::process::exit(74);
+        }
         metrics::histogram!("herald_flush_seconds").record(started.elapsed().as_secs_f64());
         for f in group.drain(..) {
             match f {
-                Finish::Batch(b) => act(&shared, *b, &flushed),
+                Finish::Batch(b) => act(&shared, *b),
                 Finish::StopWorkers => shared.dispatch.stop_all(),
             }
         }
@@ -254,7 +259,7 @@ async fn finisher(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Finish>) 
 }
 
 /// What follows a durable batch: answers, published replies, dispatched events, job alarms.
-fn act(shared: &Shared, f: Finished, flushed: &Result<(), String>) {
+fn act(shared: &Shared, f: Finished) {
     let Finished {
         applies,
         waiting,
@@ -312,10 +317,7 @@ fn act(shared: &Shared, f: Finished, flushed: &Result<(), String>) {
             },
             _ => {}
         }
-        let _ = reply.send(match &flushed {
-            Ok(()) => Ok(outcome),
-            Err(e) => Err(EngineError::Store(StoreError::Backend(e.clone()))),
-        });
+        let _ = reply.send(Ok(outcome));
     }
     if let Some(c) = claimed {
         metrics::counter!("herald_jobs_claimed_total").increment(c.jobs as u64);

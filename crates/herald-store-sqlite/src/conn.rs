@@ -32,8 +32,10 @@ pub enum Synchronous {
 pub(crate) struct Pool {
     path: PathBuf,
     sync: Synchronous,
-    /// The WAL file, opened at the first flush (SQLite creates it at the first write).
-    wal: std::sync::OnceLock<std::fs::File>,
+    /// The WAL file (with `Synchronous::Full`), opened at start from the path SQLite itself
+    /// uses (symlinks resolved). SQLite truncates and reuses it but never deletes it while a
+    /// connection is open, so the handle stays the file's.
+    wal: Option<std::fs::File>,
     writer: Mutex<Connection>,
     readers: Mutex<Vec<Connection>>,
     /// At most `MAX_READERS` reads at once: each reader connection has its own page cache, and
@@ -45,7 +47,13 @@ const MAX_READERS: usize = 8;
 
 fn configure(conn: &Connection) -> rusqlite::Result<()> {
     conn.busy_timeout(std::time::Duration::from_secs(10))?;
-    conn.pragma_update(None, "journal_mode", "WAL")?;
+    let mode: String = conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        // Durability is a flush of the WAL file: without WAL there is nothing to flush.
+        return Err(rusqlite::Error::InvalidParameterName(format!(
+            "the database cannot use WAL mode (journal_mode stays {mode:?}); Herald needs a file system with shared-memory support"
+        )));
+    }
     conn.pragma_update(None, "synchronous", "NORMAL")?;
     conn.pragma_update(None, "foreign_keys", "ON")?;
     conn.pragma_update(None, "temp_store", "MEMORY")?;
@@ -64,10 +72,24 @@ impl Pool {
         let mut writer = Connection::open(path).map_err(backend)?;
         configure(&writer).map_err(backend)?;
         migrate(&mut writer)?;
+        let wal = match sync {
+            Synchronous::Normal => None,
+            Synchronous::Full => {
+                let db = writer
+                    .path()
+                    .filter(|p| !p.is_empty())
+                    .ok_or_else(|| backend("the database has no file name"))?;
+                let name = format!("{db}-wal");
+                Some(
+                    std::fs::File::open(&name)
+                        .map_err(|e| backend(format!("cannot open the WAL file {name}: {e}")))?,
+                )
+            }
+        };
         let pool = Arc::new(Self {
             path: path.to_owned(),
             sync,
-            wal: std::sync::OnceLock::new(),
+            wal,
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
             reading: tokio::sync::Semaphore::new(MAX_READERS),
@@ -124,25 +146,19 @@ impl Pool {
     }
 
     pub(crate) fn flush_now(&self) -> Result<()> {
-        if self.sync == Synchronous::Normal {
+        let Some(wal) = &self.wal else {
             return Ok(());
-        }
-        let started = std::time::Instant::now();
-        let wal = match self.wal.get() {
-            Some(f) => f,
-            None => {
-                let mut name = self.path.clone().into_os_string();
-                name.push("-wal");
-                let f = match std::fs::File::open(&name) {
-                    Ok(f) => f,
-                    // No WAL file yet: nothing was written, so nothing waits for the disk.
-                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-                    Err(e) => return Err(backend(e)),
-                };
-                self.wal.get_or_init(|| f)
-            }
         };
-        wal.sync_data().map_err(backend)?;
+        let started = std::time::Instant::now();
+        if let Err(e) = wal.sync_data() {
+            // After a failed fsync the kernel may have dropped the dirty pages and marked them
+            // clean: a later flush could succeed while earlier commits never reached the disk,
+            // and recovery stops at the first frame missing. Nothing committed since the last
+            // good flush may be acknowledged, so the process stops here; at the next start,
+            // recovery replays the log from what the disk has.
+            tracing::error!(error = %e, "flushing the WAL to disk failed; Herald stops so that no unflushed write is acknowledged");
+            std::process::exit(74);
+        }
         metrics::histogram!("herald_sqlite_write_seconds", "phase" => "flush")
             .record(started.elapsed().as_secs_f64());
         Ok(())
