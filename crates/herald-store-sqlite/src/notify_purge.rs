@@ -52,9 +52,11 @@ pub(crate) fn purge(tx: &Transaction<'_>, p: &NotifyPurge) -> Result<NotifyPurge
         touched.insert(*notification);
     }
     let old_runs = ids(
+        // Finished runs only in the window: a run waiting months on a delay never blocks it.
         "SELECT id, notification_id FROM
-           (SELECT id, notification_id, status, updated_at FROM notification_runs ORDER BY id LIMIT ?2)
-         WHERE updated_at < ?1 AND status NOT IN ('pending', 'running', 'digested')",
+           (SELECT id, notification_id, updated_at FROM notification_runs
+            WHERE status NOT IN ('pending', 'running', 'digested') ORDER BY id LIMIT ?2)
+         WHERE updated_at < ?1",
         p.finished_before,
     )?;
     for (id, notification) in &old_runs {
@@ -66,8 +68,9 @@ pub(crate) fn purge(tx: &Transaction<'_>, p: &NotifyPurge) -> Result<NotifyPurge
     }
     let deliveries = run(
         "DELETE FROM deliveries WHERE id IN
-           (SELECT id FROM (SELECT id, status, updated_at FROM deliveries ORDER BY id LIMIT ?2)
-            WHERE updated_at < ?1 AND status IN ('delivered', 'dead'))",
+           (SELECT id FROM (SELECT id, updated_at FROM deliveries
+                            WHERE status IN ('delivered', 'dead') ORDER BY id LIMIT ?2)
+            WHERE updated_at < ?1)",
         p.finished_before,
     )?;
     // A notification goes with the last of its runs and feed entries.
