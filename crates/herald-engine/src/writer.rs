@@ -240,7 +240,6 @@ enum Finish {
 async fn finisher(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Finish>) {
     let mut group = Vec::new();
     while rx.recv_many(&mut group, usize::MAX).await > 0 {
-        let started = Instant::now();
         if let Err(e) = shared.store.flush_blocking() {
             // Committed and visible, but not confirmed on disk: acting on these batches could
             // acknowledge what a power loss takes back, and after a failed fsync later ones
@@ -248,7 +247,6 @@ async fn finisher(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Finish>) 
             tracing::error!(error = %e, "flushing committed batches failed; Herald stops so that nothing unflushed is acknowledged");
             std::process::exit(74);
         }
-        metrics::histogram!("herald_flush_seconds").record(started.elapsed().as_secs_f64());
         for f in group.drain(..) {
             match f {
                 Finish::Batch(b) => act(&shared, *b),

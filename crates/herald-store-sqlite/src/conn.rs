@@ -31,8 +31,7 @@ pub enum Synchronous {
 /// recoverable until they are in the database file.
 pub(crate) struct Pool {
     path: PathBuf,
-    sync: Synchronous,
-    /// The WAL file (with `Synchronous::Full`), opened at start from the path SQLite itself
+    /// The WAL file, with `Synchronous::Full` (`None`: nothing is flushed), opened at start from the path SQLite itself
     /// uses (symlinks resolved). SQLite truncates and reuses it but never deletes it while a
     /// connection is open, so the handle stays the file's.
     wal: Option<std::fs::File>,
@@ -88,7 +87,6 @@ impl Pool {
         };
         let pool = Arc::new(Self {
             path: path.to_owned(),
-            sync,
             wal,
             writer: Mutex::new(writer),
             readers: Mutex::new(Vec::new()),
@@ -136,7 +134,7 @@ impl Pool {
 
     /// Makes every transaction committed so far durable (a no-op with `Synchronous::Normal`).
     pub(crate) async fn flush(self: &Arc<Self>) -> Result<()> {
-        if self.sync == Synchronous::Normal {
+        if self.wal.is_none() {
             return Ok(());
         }
         let pool = self.clone();
