@@ -28,44 +28,32 @@ pub(crate) fn purge(tx: &Transaction<'_>, p: &NotifyPurge) -> Result<NotifyPurge
         p.digest_seen_before,
     )?;
     // Oldest first, among the first `limit` rows only: ids grow with time, so the rows old
-    // enough are at the head.
-    let ids = |sql: &str, before: jiff::Timestamp| -> Result<Vec<(i64, i64)>> {
+    // enough are at the head. Returns the notification of each row deleted.
+    let delete_old = |sql: &str, before: jiff::Timestamp| -> Result<Vec<i64>> {
         let mut st = tx.prepare_cached(sql).map_err(backend)?;
-        st.query_map(params![before.as_millisecond(), limit], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
-        .map_err(backend)?
-        .collect::<rusqlite::Result<_>>()
-        .map_err(backend)
+        st.query_map(params![before.as_millisecond(), limit], |r| r.get(0))
+            .map_err(backend)?
+            .collect::<rusqlite::Result<_>>()
+            .map_err(backend)
     };
-    let mut touched = std::collections::BTreeSet::new();
-    let old_feed = ids(
-        "SELECT id, notification_id FROM (SELECT id, notification_id, created_at FROM feed ORDER BY id LIMIT ?2)
-         WHERE created_at < ?1",
+    let old_feed = delete_old(
+        "DELETE FROM feed WHERE id IN
+           (SELECT id FROM (SELECT id, created_at FROM feed ORDER BY id LIMIT ?2)
+            WHERE created_at < ?1)
+         RETURNING notification_id",
         p.feed_before,
     )?;
-    for (id, notification) in &old_feed {
-        tx.prepare_cached("DELETE FROM feed WHERE id = ?1")
-            .map_err(backend)?
-            .execute(params![id])
-            .map_err(backend)?;
-        touched.insert(*notification);
-    }
-    let old_runs = ids(
+    let old_runs = delete_old(
         // Finished runs only in the window: a run waiting months on a delay never blocks it.
-        "SELECT id, notification_id FROM
-           (SELECT id, notification_id, updated_at FROM notification_runs
-            WHERE status NOT IN ('pending', 'running', 'digested') ORDER BY id LIMIT ?2)
-         WHERE updated_at < ?1",
+        "DELETE FROM notification_runs WHERE id IN
+           (SELECT id FROM (SELECT id, updated_at FROM notification_runs
+                            WHERE status NOT IN ('pending', 'running', 'digested') ORDER BY id LIMIT ?2)
+            WHERE updated_at < ?1)
+         RETURNING notification_id",
         p.finished_before,
     )?;
-    for (id, notification) in &old_runs {
-        tx.prepare_cached("DELETE FROM notification_runs WHERE id = ?1")
-            .map_err(backend)?
-            .execute(params![id])
-            .map_err(backend)?;
-        touched.insert(*notification);
-    }
+    let touched: std::collections::BTreeSet<i64> =
+        old_feed.iter().chain(&old_runs).copied().collect();
     let deliveries = run(
         "DELETE FROM deliveries WHERE id IN
            (SELECT id FROM (SELECT id, updated_at FROM deliveries
