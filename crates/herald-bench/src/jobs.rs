@@ -40,7 +40,7 @@
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail, ensure};
@@ -829,11 +829,9 @@ impl Bench {
                 tally
             }));
         }
-        let stop = Arc::new(AtomicBool::new(false));
-        let progress = tokio::spawn(progress_printer(
+        let progress = tokio::spawn(crate::load::progress_printer(
             Arc::clone(&done),
             start,
-            Arc::clone(&stop),
             "scheduled",
         ));
         let mut total = Scheduled {
@@ -863,7 +861,6 @@ impl Bench {
         }
         total.elapsed = start.elapsed();
         total.ended_ms = now_ms();
-        stop.store(true, Ordering::Relaxed);
         progress.abort();
         ensure!(
             total.ok > 0,
@@ -886,25 +883,6 @@ fn sample(samples: &mut Vec<String>, status: u16, body: &[u8]) {
             "{status}: {}",
             text.chars().take(300).collect::<String>()
         ));
-    }
-}
-
-/// Prints how many things got done per second until told to stop.
-async fn progress_printer(done: Arc<AtomicU64>, start: Instant, stop: Arc<AtomicBool>, what: &str) {
-    let mut tick = tokio::time::interval_at(
-        tokio::time::Instant::from_std(start) + Duration::from_secs(1),
-        Duration::from_secs(1),
-    );
-    let mut last = 0;
-    while !stop.load(Ordering::Relaxed) {
-        tick.tick().await;
-        let now = done.load(Ordering::Relaxed);
-        println!(
-            "  t={:>6.1}s  {:>8} {what}/s  ({now} total)",
-            start.elapsed().as_secs_f64(),
-            now - last
-        );
-        last = now;
     }
 }
 

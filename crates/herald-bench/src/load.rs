@@ -214,7 +214,7 @@ where
             tally
         }));
     }
-    let progress = tokio::spawn(progress_printer(done_ok, start, deadline));
+    let progress = tokio::spawn(progress_printer(done_ok, start, "accepted"));
     let mut total = ThroughputResult {
         ok: 0,
         elapsed: Duration::ZERO,
@@ -232,18 +232,18 @@ where
     Ok(total)
 }
 
-/// Prints the accepted rate once a second while a phase runs.
-async fn progress_printer(done_ok: Arc<AtomicU64>, start: Instant, deadline: Instant) {
+/// Prints how many things got done per second, once a second, until the task is aborted.
+pub(crate) async fn progress_printer(done: Arc<AtomicU64>, start: Instant, what: &'static str) {
     let mut tick = tokio::time::interval_at(
         tokio::time::Instant::from_std(start) + Duration::from_secs(1),
         Duration::from_secs(1),
     );
     let mut last = 0;
-    while Instant::now() < deadline {
+    loop {
         tick.tick().await;
-        let now = done_ok.load(Ordering::Relaxed);
+        let now = done.load(Ordering::Relaxed);
         println!(
-            "  t={:>5.1}s  {:>8} accepted/s",
+            "  t={:>6.1}s  {:>8} {what}/s  ({now} total)",
             start.elapsed().as_secs_f64(),
             now - last
         );
