@@ -63,16 +63,14 @@ async fn load(
                 .json(&json!({ "n": n }))
                 .send()
                 .await;
-            let acked = matches!(&res, Ok(r) if r.status() == 200);
-            issued.push(Issued { dialog, n, acked });
-            if !acked {
-                if let Ok(r) = res {
-                    let status = r.status();
-                    odd.push(format!(
-                        "n={n} c{dialog}: {status} {}",
-                        r.text().await.unwrap_or_default()
-                    ));
-                }
+            let answer = process::acknowledged(res, 200).await;
+            issued.push(Issued {
+                dialog,
+                n,
+                acked: answer.is_ok(),
+            });
+            if let Err(other) = answer {
+                odd.extend(other.map(|a| format!("n={n} c{dialog}: {a}")));
                 break 'outer;
             }
             acked_total.fetch_add(1, Ordering::SeqCst);

@@ -68,20 +68,14 @@ async fn load(
                 }))
                 .send()
                 .await;
-            let acked = matches!(&res, Ok(r) if r.status() == 201);
+            let answer = process::acknowledged(res, 201).await;
             issued.push(Issued {
                 subscriber,
                 n,
-                acked,
+                acked: answer.is_ok(),
             });
-            if !acked {
-                if let Ok(r) = res {
-                    let status = r.status();
-                    odd.push(format!(
-                        "n={n} s{subscriber}: {status} {}",
-                        r.text().await.unwrap_or_default()
-                    ));
-                }
+            if let Err(other) = answer {
+                odd.extend(other.map(|a| format!("n={n} s{subscriber}: {a}")));
                 break 'outer;
             }
             acked_total.fetch_add(1, Ordering::SeqCst);

@@ -184,6 +184,25 @@ impl ChildServer {
     }
 }
 
+/// Whether a request of a load task was acknowledged with `ok`. If not: what it was answered
+/// instead, or `None` when there was no answer (the connection died with the server).
+pub async fn acknowledged(
+    res: reqwest::Result<reqwest::Response>,
+    ok: u16,
+) -> Result<(), Option<String>> {
+    match res {
+        Ok(r) if r.status() == ok => Ok(()),
+        Ok(r) => {
+            let status = r.status();
+            Err(Some(format!(
+                "{status} {}",
+                r.text().await.unwrap_or_default()
+            )))
+        }
+        Err(_) => Err(None),
+    }
+}
+
 /// Waits for load tasks, each reporting what it issued and the answers it did not expect, and
 /// returns everything issued. Panics if any task got an unexpected answer before the kill.
 pub async fn gather<T>(
