@@ -10,11 +10,10 @@ mod common;
 use std::collections::{BTreeMap, HashMap};
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::ADMIN;
-use common::process::{self, Rig};
+use common::process::{self, Issued, Load, Rig};
 use serde_json::json;
 
 const BOT: &str = r#"name: Bench
@@ -32,52 +31,6 @@ const NO_RATE_LIMIT: &[(&str, &str)] = &[("HERALD_PUSHBACK_RATE_LIMIT", "0")];
 
 const DIALOGS: usize = 50;
 const TASKS: usize = 16;
-
-/// One activation as the client saw it.
-struct Issued {
-    dialog: usize,
-    n: u64,
-    acked: bool,
-}
-
-/// Activates the links of `dialogs` round-robin, one request at a time, until `stop` or the first
-/// request that is not answered 200 (after the kill every request fails).
-async fn load(
-    http: reqwest::Client,
-    links: Arc<Vec<String>>,
-    dialogs: Vec<usize>,
-    counter: Arc<AtomicU64>,
-    acked_total: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-) -> (Vec<Issued>, Vec<String>) {
-    let mut issued = Vec::new();
-    let mut odd = Vec::new();
-    'outer: loop {
-        for &dialog in &dialogs {
-            if stop.load(Ordering::SeqCst) {
-                break 'outer;
-            }
-            let n = counter.fetch_add(1, Ordering::SeqCst);
-            let res = http
-                .post(&links[dialog])
-                .json(&json!({ "n": n }))
-                .send()
-                .await;
-            let answer = process::acknowledged(res, 200).await;
-            issued.push(Issued {
-                dialog,
-                n,
-                acked: answer.is_ok(),
-            });
-            if let Err(other) = answer {
-                odd.extend(other.map(|a| format!("n={n} c{dialog}: {a}")));
-                break 'outer;
-            }
-            acked_total.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-    (issued, odd)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_acknowledged_activation_replies_exactly_once_after_kill_9() {
@@ -109,24 +62,18 @@ async fn scenario() {
 
     // Each task owns a disjoint set of dialogs, so each dialog's activations are sequential.
     let links = Arc::new(links);
-    let counter = Arc::new(AtomicU64::new(1));
-    let acked_total = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
+    let load = Load::new();
     let tasks: Vec<_> = (0..TASKS)
         .map(|t| {
             let dialogs = (t..DIALOGS).step_by(TASKS).collect();
-            tokio::spawn(load(
-                http.clone(),
-                links.clone(),
-                dialogs,
-                counter.clone(),
-                acked_total.clone(),
-                stop.clone(),
-            ))
+            let (http, links) = (http.clone(), links.clone());
+            tokio::spawn(load.clone().run(dialogs, 200, "c", move |dialog, n| {
+                http.post(&links[dialog]).json(&json!({ "n": n })).send()
+            }))
         })
         .collect();
 
-    let killed_after = first.kill_under_load(&acked_total, &stop).await;
+    let killed_after = first.kill_under_load(&load.acked, &load.stop).await;
     let issued = process::gather(tasks, "200").await;
 
     let second = rig.start("second").await;
@@ -238,9 +185,9 @@ async fn scenario() {
             )
         });
         assert_eq!(
-            ds[0], x.dialog,
+            ds[0], x.target,
             "reply `pong {n}` landed in c{} but was sent to c{}",
-            ds[0], x.dialog
+            ds[0], x.target
         );
     }
     // One task issued each dialog's activations one after another with increasing n.

@@ -8,12 +8,10 @@
 mod common;
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use common::ADMIN;
-use common::process::{self, ChildServer, Rig};
+use common::process::{self, ChildServer, Issued, Load, Rig};
 use serde_json::{Value, json};
 
 const BOT: &str =
@@ -31,58 +29,6 @@ steps:
 
 const SUBSCRIBERS: usize = 24;
 const TASKS: usize = 16;
-
-/// One trigger as the client saw it.
-struct Issued {
-    subscriber: usize,
-    n: u64,
-    acked: bool,
-}
-
-/// Triggers `ping` to the subscribers round-robin, one request at a time, until `stop` or the
-/// first request that is not answered 201 (after the kill every request fails).
-async fn load(
-    http: reqwest::Client,
-    base: String,
-    subscribers: Vec<usize>,
-    counter: Arc<AtomicU64>,
-    acked_total: Arc<AtomicU64>,
-    stop: Arc<AtomicBool>,
-) -> (Vec<Issued>, Vec<String>) {
-    let mut issued = Vec::new();
-    let mut odd = Vec::new();
-    'outer: loop {
-        for &subscriber in &subscribers {
-            if stop.load(Ordering::SeqCst) {
-                break 'outer;
-            }
-            let n = counter.fetch_add(1, Ordering::SeqCst);
-            let res = http
-                .post(format!("{base}/v1/events/trigger"))
-                .header("Authorization", format!("ApiKey {ADMIN}"))
-                .json(&json!({
-                    "name": "ping",
-                    "to": format!("s{subscriber}"),
-                    "payload": {"n": n},
-                    "transactionId": format!("tx-{n}"),
-                }))
-                .send()
-                .await;
-            let answer = process::acknowledged(res, 201).await;
-            issued.push(Issued {
-                subscriber,
-                n,
-                acked: answer.is_ok(),
-            });
-            if let Err(other) = answer {
-                odd.extend(other.map(|a| format!("n={n} s{subscriber}: {a}")));
-                break 'outer;
-            }
-            acked_total.fetch_add(1, Ordering::SeqCst);
-        }
-    }
-    (issued, odd)
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_acknowledged_trigger_lands_in_the_feed_exactly_once_after_kill_9() {
@@ -140,23 +86,29 @@ async fn scenario() {
     let mut first = rig.start("first").await;
 
     // Each task owns a disjoint set of subscribers.
-    let counter = Arc::new(AtomicU64::new(1));
-    let acked_total = Arc::new(AtomicU64::new(0));
-    let stop = Arc::new(AtomicBool::new(false));
+    let load = Load::new();
     let tasks: Vec<_> = (0..TASKS)
         .map(|t| {
-            tokio::spawn(load(
-                http.clone(),
-                first.base.clone(),
-                (t..SUBSCRIBERS).step_by(TASKS).collect(),
-                counter.clone(),
-                acked_total.clone(),
-                stop.clone(),
-            ))
+            let (http, base) = (http.clone(), first.base.clone());
+            let subscribers = (t..SUBSCRIBERS).step_by(TASKS).collect();
+            tokio::spawn(
+                load.clone()
+                    .run(subscribers, 201, "s", move |subscriber, n| {
+                        http.post(format!("{base}/v1/events/trigger"))
+                            .header("Authorization", format!("ApiKey {ADMIN}"))
+                            .json(&json!({
+                                "name": "ping",
+                                "to": format!("s{subscriber}"),
+                                "payload": {"n": n},
+                                "transactionId": format!("tx-{n}"),
+                            }))
+                            .send()
+                    }),
+            )
         })
         .collect();
 
-    let killed_after = first.kill_under_load(&acked_total, &stop).await;
+    let killed_after = first.kill_under_load(&load.acked, &load.stop).await;
     let issued = process::gather(tasks, "201").await;
 
     let second = rig.start("second").await;
@@ -215,7 +167,7 @@ async fn scenario() {
         twice.is_empty(),
         "triggers delivered more than once (n → subscribers): {twice:?}"
     );
-    let sent_to: BTreeMap<u64, usize> = issued.iter().map(|x| (x.n, x.subscriber)).collect();
+    let sent_to: BTreeMap<u64, usize> = issued.iter().map(|x| (x.n, x.target)).collect();
     for (n, subs) in &seen {
         let to = sent_to
             .get(n)

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
@@ -184,22 +185,79 @@ impl ChildServer {
     }
 }
 
-/// Whether a request of a load task was acknowledged with `ok`. If not: what it was answered
-/// instead, or `None` when there was no answer (the connection died with the server).
-pub async fn acknowledged(
-    res: reqwest::Result<reqwest::Response>,
-    ok: u16,
-) -> Result<(), Option<String>> {
-    match res {
-        Ok(r) if r.status() == ok => Ok(()),
-        Ok(r) => {
-            let status = r.status();
-            Err(Some(format!(
-                "{status} {}",
-                r.text().await.unwrap_or_default()
-            )))
+/// One request of a load task as the client saw it: its target (a dialog, a subscriber), its
+/// number, and whether it was acknowledged.
+pub struct Issued {
+    pub target: usize,
+    pub n: u64,
+    pub acked: bool,
+}
+
+/// What the load tasks of a crash test share: the next request number, the count of
+/// acknowledged requests, and the flag that stops them.
+#[derive(Clone)]
+pub struct Load {
+    pub counter: Arc<AtomicU64>,
+    pub acked: Arc<AtomicU64>,
+    pub stop: Arc<AtomicBool>,
+}
+
+impl Load {
+    pub fn new() -> Self {
+        Self {
+            counter: Arc::new(AtomicU64::new(1)),
+            acked: Arc::new(AtomicU64::new(0)),
+            stop: Arc::new(AtomicBool::new(false)),
         }
-        Err(_) => Err(None),
+    }
+
+    /// Sends `send(target, n)` to `targets` round-robin, one request at a time, until `stop` or
+    /// the first request not answered `ok` (after the kill every request fails). Returns what
+    /// it issued and the answers other than `ok` (`label` names a target in them).
+    pub async fn run<F, Fut>(
+        self,
+        targets: Vec<usize>,
+        ok: u16,
+        label: &'static str,
+        send: F,
+    ) -> (Vec<Issued>, Vec<String>)
+    where
+        F: Fn(usize, u64) -> Fut,
+        Fut: Future<Output = reqwest::Result<reqwest::Response>>,
+    {
+        let mut issued = Vec::new();
+        let mut odd = Vec::new();
+        'outer: loop {
+            for &target in &targets {
+                if self.stop.load(Ordering::SeqCst) {
+                    break 'outer;
+                }
+                let n = self.counter.fetch_add(1, Ordering::SeqCst);
+                let answer = match send(target, n).await {
+                    Ok(r) if r.status() == ok => Ok(()),
+                    Ok(r) => {
+                        let status = r.status();
+                        Err(Some(format!(
+                            "{status} {}",
+                            r.text().await.unwrap_or_default()
+                        )))
+                    }
+                    // No answer: the connection died with the server.
+                    Err(_) => Err(None),
+                };
+                issued.push(Issued {
+                    target,
+                    n,
+                    acked: answer.is_ok(),
+                });
+                if let Err(other) = answer {
+                    odd.extend(other.map(|a| format!("n={n} {label}{target}: {a}")));
+                    break 'outer;
+                }
+                self.acked.fetch_add(1, Ordering::SeqCst);
+            }
+        }
+        (issued, odd)
     }
 }
 
