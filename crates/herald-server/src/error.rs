@@ -116,8 +116,10 @@ impl From<herald_store::StoreError> for ApiError {
 }
 
 /// Reads the body (within the body limit) and maps buffering failures to 413/400.
-pub async fn read_body(req: axum::extract::Request) -> Result<(HeaderMap, Bytes), ApiError> {
-    let headers = req.headers().clone();
+pub async fn read_body(mut req: axum::extract::Request) -> Result<(HeaderMap, Bytes), ApiError> {
+    // The body extractor reads only the body and the size limit (an extension), so the headers
+    // can be moved out rather than copied.
+    let headers = std::mem::take(req.headers_mut());
     let bytes = Bytes::from_request(req, &()).await.map_err(|rej| {
         ApiError::new(
             rej.status(),

@@ -1,10 +1,11 @@
 //! Operations routes: liveness, readiness, Prometheus metrics, and engine counters.
 
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex, OnceLock, RwLock};
 
 use axum::Json;
 use axum::extract::{MatchedPath, Request, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
@@ -65,14 +66,57 @@ pub async fn stats(
     })))
 }
 
+/// The request metrics of one route: its latency histogram and a counter per method and
+/// status. Handles are looked up once and kept, so that a request costs a map lookup rather
+/// than building, hashing and registering a labelled key (and its allocations) each time.
+struct RouteMetrics {
+    seconds: metrics::Histogram,
+    counts: Mutex<Vec<(Method, u16, metrics::Counter)>>,
+}
+
+impl RouteMetrics {
+    fn of(route: &str) -> Arc<RouteMetrics> {
+        static ROUTES: LazyLock<RwLock<HashMap<Box<str>, Arc<RouteMetrics>>>> =
+            LazyLock::new(Default::default);
+        if let Some(m) = ROUTES.read().unwrap_or_else(|e| e.into_inner()).get(route) {
+            return m.clone();
+        }
+        ROUTES
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(route.into())
+            .or_insert_with(|| {
+                Arc::new(RouteMetrics {
+                    seconds: metrics::histogram!("herald_http_request_seconds", "route" => route.to_owned()),
+                    counts: Mutex::new(Vec::new()),
+                })
+            })
+            .clone()
+    }
+
+    fn count(&self, route: &str, method: &Method, status: u16) {
+        let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, _, c)) = counts.iter().find(|(m, s, _)| m == method && *s == status) {
+            c.increment(1);
+            return;
+        }
+        let c = metrics::counter!(
+            "herald_http_requests_total",
+            "route" => route.to_owned(),
+            "method" => method.to_string(),
+            "status" => status.to_string()
+        );
+        c.increment(1);
+        counts.push((method.clone(), status, c));
+    }
+}
+
 /// Counts requests by matched route and status, and times them.
 pub async fn track(req: Request, next: Next) -> Response {
-    let route = req
-        .extensions()
-        .get::<MatchedPath>()
-        .map(|p| p.as_str().to_owned())
-        .unwrap_or_else(|| "unmatched".to_owned());
-    let method = req.method().to_string();
+    let matched = req.extensions().get::<MatchedPath>().cloned();
+    let route = matched.as_ref().map_or("unmatched", |p| p.as_str());
+    let metrics = RouteMetrics::of(route);
+    let method = req.method().clone();
     let started = std::time::Instant::now();
     let mut resp = next.run(req).await;
     // JSON bodies are UTF-8; say so, as the API contract promises.
@@ -86,9 +130,7 @@ pub async fn track(req: Request, next: Next) -> Response {
             axum::http::HeaderValue::from_static("application/json; charset=utf-8"),
         );
     }
-    let status = resp.status().as_u16().to_string();
-    metrics::counter!("herald_http_requests_total", "route" => route.clone(), "method" => method, "status" => status).increment(1);
-    metrics::histogram!("herald_http_request_seconds", "route" => route)
-        .record(started.elapsed().as_secs_f64());
+    metrics.seconds.record(started.elapsed().as_secs_f64());
+    metrics.count(route, &method, resp.status().as_u16());
     resp
 }
