@@ -60,7 +60,68 @@ fn configure(conn: &Connection) -> rusqlite::Result<()> {
     // SQLite's default 2 MiB cache made the writer re-read pages from the OS on every batch.
     conn.pragma_update(None, "cache_size", -32768)?;
     conn.set_prepared_statement_cache_capacity(64);
+    // Checkpoints run on a thread of their own (`checkpointer`); this is only a safety net.
+    conn.pragma_update(None, "wal_autocheckpoint", WRITER_AUTOCHECKPOINT)?;
     Ok(())
+}
+
+/// How often the checkpointer copies the WAL into the database file.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+/// Past this many frames in the WAL, the checkpointer finishes its work under the writer lock,
+/// so that the writer's next transaction can start the WAL over.
+const RESTART_FRAMES: i64 = 32_000;
+/// Frames the checkpointer leaves to copy under the writer lock.
+const CATCH_UP_FRAMES: i64 = 300;
+/// The writer's own automatic checkpoint: only if the checkpointer falls far behind.
+const WRITER_AUTOCHECKPOINT: i64 = 50_000;
+
+/// Copies the WAL into the database file off the writer's thread.
+///
+/// SQLite's automatic checkpoint runs inside the COMMIT that crosses its threshold (1,000
+/// pages by default): under load that was dozens of checkpoints a second, each copying the same
+/// hot pages again and fsyncing twice, all while the writer (and every request waiting on it)
+/// stood still. Here a `PASSIVE` checkpoint on a connection of its own copies what is there
+/// every 200 ms while the writer goes on. A WAL only starts over when a writer finds it fully
+/// copied, which a checkpoint racing a busy writer rarely leaves it; so once the WAL is past
+/// `RESTART_FRAMES`, the checkpointer copies the last few frames while holding the writer lock,
+/// a pause of about one commit's pages and one fsync.
+fn checkpointer(pool: std::sync::Weak<Pool>, conn: Connection) {
+    let passive = || {
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get::<_, i64>(1)?, r.get::<_, i64>(2)?))
+        })
+    };
+    loop {
+        std::thread::sleep(CHECKPOINT_EVERY);
+        let Some(pool) = pool.upgrade() else {
+            return;
+        };
+        let started = std::time::Instant::now();
+        let outcome = (|| -> rusqlite::Result<()> {
+            let (mut frames, mut copied) = passive()?;
+            // Each pass copies only what was committed during the one before: a few passes
+            // leave little for the pause under the lock.
+            for _ in 0..4 {
+                if frames - copied <= CATCH_UP_FRAMES {
+                    break;
+                }
+                (frames, copied) = passive()?;
+            }
+            // Even when everything was copied, the writer may have begun a transaction on
+            // the frames just copied, which then appends instead of starting over: the pass
+            // under the lock settles it (and copies nothing if nothing is left).
+            if frames > RESTART_FRAMES {
+                let _writer = pool.writer.lock().unwrap_or_else(|e| e.into_inner());
+                passive()?;
+            }
+            Ok(())
+        })();
+        if let Err(e) = outcome {
+            tracing::warn!(error = %e, "WAL checkpoint failed; the next one retries");
+        }
+        metrics::histogram!("herald_sqlite_write_seconds", "phase" => "checkpoint")
+            .record(started.elapsed().as_secs_f64());
+    }
 }
 
 impl Pool {
@@ -93,6 +154,13 @@ impl Pool {
             reading: tokio::sync::Semaphore::new(MAX_READERS),
         });
         pool.flush_now()?;
+        let conn = Connection::open(path).map_err(backend)?;
+        configure(&conn).map_err(backend)?;
+        let weak = Arc::downgrade(&pool);
+        std::thread::Builder::new()
+            .name("herald-checkpoint".into())
+            .spawn(move || checkpointer(weak, conn))
+            .map_err(|e| backend(format!("cannot start the checkpoint thread: {e}")))?;
         Ok(pool)
     }
 
