@@ -152,6 +152,7 @@ pub async fn run(args: &PushbackArgs, server: &mut Server) -> Result<()> {
             args.duration,
             target.links.len()
         );
+        let cpu_before = server.cpu();
         let tp = throughput(
             &target,
             args.concurrency,
@@ -159,6 +160,7 @@ pub async fn run(args: &PushbackArgs, server: &mut Server) -> Result<()> {
             &counter,
         )
         .await?;
+        let cpu = cpu_before.cost(&server.cpu(), tp.ok);
         server.check_alive()?;
         let mut throughput = tp.report(
             "activations",
@@ -166,6 +168,31 @@ pub async fn run(args: &PushbackArgs, server: &mut Server) -> Result<()> {
             Target::AtLeast(TARGET_ACCEPT_RATE),
             Target::AtMost(TARGET_ACCEPT_P99_MS),
         );
+        // CPU per activation is steadier from run to run than the rate on a shared machine:
+        // compare builds by it.
+        println!(
+            "CPU per activation: server {:.1} µs, load generator {:.1} µs; machine idle {:.0} %, iowait {:.0} %, steal {:.0} %",
+            cpu.server_us_per_op, cpu.bench_us_per_op, cpu.idle_pct, cpu.iowait_pct, cpu.steal_pct
+        );
+        table.row(
+            "throughput: server CPU/activation",
+            cpu.server_us_per_op,
+            "us",
+            Target::None,
+        );
+        table.row(
+            "throughput: machine idle + iowait",
+            cpu.idle_pct + cpu.iowait_pct,
+            "%",
+            Target::None,
+        );
+        throughput["cpu"] = json!({
+            "server_us_per_activation": round3(cpu.server_us_per_op),
+            "bench_us_per_activation": round3(cpu.bench_us_per_op),
+            "idle_pct": round3(cpu.idle_pct),
+            "iowait_pct": round3(cpu.iowait_pct),
+            "steal_pct": round3(cpu.steal_pct),
+        });
         throughput["target_activations_per_s"] = json!(TARGET_ACCEPT_RATE);
         throughput["target_accept_p99_ms"] = json!(TARGET_ACCEPT_P99_MS);
         result["throughput"] = throughput;

@@ -222,6 +222,35 @@ impl Server {
         Ok(())
     }
 
+    /// CPU time so far (Linux `/proc`); zeros where it cannot be read.
+    pub fn cpu(&self) -> CpuSample {
+        let server = self
+            .pid()
+            .and_then(|pid| process_ticks(&pid.to_string()))
+            .unwrap_or(0);
+        let bench = process_ticks("self").unwrap_or(0);
+        let machine: Vec<u64> = fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|s| s.lines().next().map(str::to_owned))
+            .map(|l| {
+                l.split_whitespace()
+                    .skip(1)
+                    .filter_map(|v| v.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default();
+        // user nice system idle iowait irq softirq steal …
+        let at = |i: usize| machine.get(i).copied().unwrap_or(0);
+        CpuSample {
+            server,
+            bench,
+            total: machine.iter().take(8).sum(),
+            idle: at(3),
+            iowait: at(4),
+            steal: at(7),
+        }
+    }
+
     /// Resident and peak resident memory of the server process, from `/proc/<pid>/status`.
     pub fn memory(&self) -> Option<Memory> {
         let pid = self.pid()?;
@@ -316,6 +345,56 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         self.stop();
+    }
+}
+
+/// CPU time used so far, in clock ticks (`USER_HZ`, 100 per second on Linux): the server's, the
+/// bench's own, and the whole machine's by kind (`/proc/stat`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CpuSample {
+    pub server: u64,
+    pub bench: u64,
+    /// Every tick of every CPU, and the idle, iowait and steal ticks among them.
+    pub total: u64,
+    pub idle: u64,
+    pub iowait: u64,
+    pub steal: u64,
+}
+
+/// What a phase cost: CPU per operation and how busy the machine was.
+#[derive(Clone, Copy, Debug)]
+pub struct CpuUse {
+    pub server_us_per_op: f64,
+    pub bench_us_per_op: f64,
+    /// Shares of the machine's time, in percent.
+    pub idle_pct: f64,
+    pub iowait_pct: f64,
+    pub steal_pct: f64,
+}
+
+const TICKS_PER_S: f64 = 100.0;
+
+fn process_ticks(pid: &str) -> Option<u64> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name may hold spaces: the fields start after its closing parenthesis.
+    let fields: Vec<&str> = stat[stat.rfind(')')? + 1..].split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}
+
+impl CpuSample {
+    /// `ops` operations happened between `self` and `later`.
+    pub fn cost(&self, later: &CpuSample, ops: u64) -> CpuUse {
+        let per_op = |ticks: u64| ticks as f64 / TICKS_PER_S * 1e6 / ops.max(1) as f64;
+        let total = later.total.saturating_sub(self.total).max(1) as f64;
+        let pct = |a: u64, b: u64| 100.0 * b.saturating_sub(a) as f64 / total;
+        CpuUse {
+            server_us_per_op: per_op(later.server.saturating_sub(self.server)),
+            bench_us_per_op: per_op(later.bench.saturating_sub(self.bench)),
+            idle_pct: pct(self.idle, later.idle),
+            iowait_pct: pct(self.iowait, later.iowait),
+            steal_pct: pct(self.steal, later.steal),
+        }
     }
 }
 
