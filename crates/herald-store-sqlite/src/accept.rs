@@ -5,6 +5,7 @@ use herald_store::*;
 use rusqlite::{OptionalExtension, Transaction, params};
 
 use crate::conn::backend;
+use crate::rows::{PUSHBACK_COLUMNS, pushback_row};
 
 pub(crate) fn insert_event(tx: &Transaction<'_>, e: &NewEvent) -> Result<i64> {
     let payload = serde_json::to_string(&e.payload).map_err(backend)?;
@@ -113,52 +114,36 @@ fn activate(
     let now_ms = now.as_millisecond();
     // A lookup and an update by rowid rather than `UPDATE … RETURNING`: SQLite runs RETURNING
     // through a temporary b-tree, opened and torn down on every execution.
+    static LOOKUP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+        format!("SELECT {PUSHBACK_COLUMNS}, rowid FROM pushbacks WHERE id = ?1")
+    });
     let row = tx
-        .prepare_cached(
-            "SELECT rowid, channel_type, bot_id, chat_id, event, event_data, expires_at, max_uses, uses
-             FROM pushbacks WHERE id = ?1",
-        )
+        .prepare_cached(&LOOKUP)
         .map_err(backend)?
         .query_row(params![pushback_id], |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                (
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                    r.get::<_, String>(3)?,
-                    r.get::<_, String>(4)?,
-                    r.get::<_, String>(5)?,
-                ),
-                r.get::<_, Option<i64>>(6)?,
-                r.get::<_, Option<i64>>(7)?,
-                r.get::<_, i64>(8)?,
-            ))
+            Ok((r.get::<_, i64>(11)?, pushback_row(r)?))
         })
         .optional()
         .map_err(backend)?;
-    let Some((rowid, fields, expires_at, max_uses, uses)) = row else {
+    let Some((rowid, pushback)) = row else {
         return Ok(AcceptOutcome::NotFound);
     };
-    if expires_at.is_some_and(|t| t <= now_ms) || max_uses.is_some_and(|m| uses >= m) {
+    let p = pushback?;
+    let expired = p.expires_at.is_some_and(|t| t.as_millisecond() <= now_ms);
+    if expired || p.max_uses.is_some_and(|m| p.uses >= m) {
         return Ok(AcceptOutcome::Gone);
     }
     tx.prepare_cached("UPDATE pushbacks SET uses = uses + 1, last_used_at = ?2 WHERE rowid = ?1")
         .map_err(backend)?
         .execute(params![rowid, now_ms])
         .map_err(backend)?;
-    let (channel_type, bot_id, chat_id, name, stored) = fields;
-    let data = match data {
-        Some(d) => d,
-        None => crate::rows::json(&stored)?,
-    };
     let event = NewEvent {
         id: event_id,
-        dialog: DialogKey {
-            channel_type,
-            bot_id,
-            chat_id,
+        dialog: p.dialog,
+        payload: EventPayload::Event {
+            name: p.event,
+            data: data.unwrap_or(p.event_data),
         },
-        payload: EventPayload::Event { name, data },
         source,
         accepted_at: now,
     };
