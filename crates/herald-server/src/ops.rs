@@ -71,7 +71,7 @@ pub async fn stats(
 /// than building, hashing and registering a labelled key (and its allocations) each time.
 struct RouteMetrics {
     seconds: metrics::Histogram,
-    counts: Mutex<Vec<(Method, u16, metrics::Counter)>>,
+    counts: Mutex<Vec<(&'static str, u16, metrics::Counter)>>,
 }
 
 impl RouteMetrics {
@@ -94,20 +94,20 @@ impl RouteMetrics {
             .clone()
     }
 
-    fn count(&self, route: &str, method: &Method, status: u16) {
+    fn count(&self, route: &str, method: &'static str, status: u16) {
         let mut counts = self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some((_, _, c)) = counts.iter().find(|(m, s, _)| m == method && *s == status) {
+        if let Some((_, _, c)) = counts.iter().find(|(m, s, _)| *m == method && *s == status) {
             c.increment(1);
             return;
         }
         let c = metrics::counter!(
             "herald_http_requests_total",
             "route" => route.to_owned(),
-            "method" => method.to_string(),
+            "method" => method,
             "status" => status.to_string()
         );
         c.increment(1);
-        counts.push((method.clone(), status, c));
+        counts.push((method, status, c));
     }
 }
 
@@ -116,7 +116,18 @@ pub async fn track(req: Request, next: Next) -> Response {
     let matched = req.extensions().get::<MatchedPath>().cloned();
     let route = matched.as_ref().map_or("unmatched", |p| p.as_str());
     let metrics = RouteMetrics::of(route);
-    let method = req.method().clone();
+    // Clients may send any method name; labels (and the handles kept per label) must not grow
+    // with them.
+    let method = match *req.method() {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::PATCH => "PATCH",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        _ => "OTHER",
+    };
     let started = std::time::Instant::now();
     let mut resp = next.run(req).await;
     // JSON bodies are UTF-8; say so, as the API contract promises.
@@ -131,6 +142,6 @@ pub async fn track(req: Request, next: Next) -> Response {
         );
     }
     metrics.seconds.record(started.elapsed().as_secs_f64());
-    metrics.count(route, &method, resp.status().as_u16());
+    metrics.count(route, method, resp.status().as_u16());
     resp
 }
