@@ -8,12 +8,12 @@
 //! the in-flight semaphore an event's permit is taken from at accept and returned to after its
 //! results commit.
 //!
-//! A commit returns before the disk has the batch ([`Store::commit_unflushed`]); the batch
+//! A commit returns before the disk has the batch ([`Store::commit_unflushed_blocking`]); the batch
 //! then goes to the finisher, which flushes and only then answers, publishes and dispatches,
 //! in commit order. Meanwhile the writer runs the next batch, so the flush of one batch
 //! overlaps the statements of the next, and one flush covers every batch committed before it.
 //!
-//! [`Store::commit_unflushed`]: herald_store::Store::commit_unflushed
+//! [`Store::commit_unflushed_blocking`]: herald_store::Store::commit_unflushed_blocking
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;

@@ -199,28 +199,15 @@ impl Pool {
         T: Send + 'static,
         F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
     {
-        self.write_with(f, true).await
-    }
-
-    /// Like [`write`](Self::write) without the flush: the transaction is visible to readers
-    /// when this returns, and durable once a later [`flush`](Self::flush) returns.
-    pub(crate) async fn write_unflushed<T, F>(self: &Arc<Self>, f: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
-    {
-        self.write_with(f, false).await
-    }
-
-    /// Makes every transaction committed so far durable (a no-op with `Synchronous::Normal`).
-    pub(crate) async fn flush(self: &Arc<Self>) -> Result<()> {
-        if self.wal.is_none() {
-            return Ok(());
-        }
         let pool = self.clone();
-        tokio::task::spawn_blocking(move || pool.flush_now())
-            .await
-            .map_err(backend)?
+        let queued = std::time::Instant::now();
+        tokio::task::spawn_blocking(move || {
+            metrics::histogram!("herald_sqlite_write_seconds", "phase" => "queue")
+                .record(queued.elapsed().as_secs_f64());
+            pool.write_now(f, true)
+        })
+        .await
+        .map_err(backend)?
     }
 
     pub(crate) fn flush_now(&self) -> Result<()> {
@@ -240,22 +227,6 @@ impl Pool {
         metrics::histogram!("herald_sqlite_write_seconds", "phase" => "flush")
             .record(started.elapsed().as_secs_f64());
         Ok(())
-    }
-
-    async fn write_with<T, F>(self: &Arc<Self>, f: F, flush: bool) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&rusqlite::Transaction<'_>) -> Result<T> + Send + 'static,
-    {
-        let pool = self.clone();
-        let queued = std::time::Instant::now();
-        tokio::task::spawn_blocking(move || {
-            metrics::histogram!("herald_sqlite_write_seconds", "phase" => "queue")
-                .record(queued.elapsed().as_secs_f64());
-            pool.write_now(f, flush)
-        })
-        .await
-        .map_err(backend)?
     }
 
     /// One transaction on the calling thread, which it blocks; flushed if `flush`.

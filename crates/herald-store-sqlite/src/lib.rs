@@ -36,15 +36,6 @@ impl SqliteStore {
         })
     }
 
-    async fn commit_batch(&self, batch: Batch, flush: bool) -> Result<Committed> {
-        let write = move |tx: &rusqlite::Transaction<'_>| Self::write_batch(tx, batch);
-        if flush {
-            self.pool.write(write).await
-        } else {
-            self.pool.write_unflushed(write).await
-        }
-    }
-
     fn write_batch(tx: &rusqlite::Transaction<'_>, batch: Batch) -> Result<Committed> {
         let Batch {
             accept,
@@ -80,15 +71,9 @@ impl Store for SqliteStore {
     }
 
     async fn commit(&self, batch: Batch) -> Result<Committed> {
-        self.commit_batch(batch, true).await
-    }
-
-    async fn commit_unflushed(&self, batch: Batch) -> Result<Committed> {
-        self.commit_batch(batch, false).await
-    }
-
-    async fn flush(&self) -> Result<()> {
-        self.pool.flush().await
+        self.pool
+            .write(move |tx| Self::write_batch(tx, batch))
+            .await
     }
 
     fn commit_unflushed_blocking(&self, batch: Batch) -> Result<Committed> {

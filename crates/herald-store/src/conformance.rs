@@ -106,16 +106,15 @@ async fn accepted_events_are_unhandled_in_order(store: &dyn Store) {
 }
 
 /// The writer's path: a commit that returns before the flush is already visible to readers;
-/// `flush` (async, or blocking on the writer's threads) then succeeds.
+/// `flush_blocking` then succeeds.
 async fn unflushed_commits_are_visible_and_flush(store: &dyn Store) {
     let batch = |id: &str| Batch {
         accept: vec![AcceptItem::Event(event(id, "unflushed", "x"))],
         ..Batch::default()
     };
     let first = store
-        .commit_unflushed(batch("u1"))
-        .await
-        .expect("commit_unflushed");
+        .commit_unflushed_blocking(batch("u1"))
+        .expect("commit_unflushed_blocking");
     assert!(
         matches!(first.accepted.as_slice(), [AcceptOutcome::Accepted(_)]),
         "an unflushed commit answers like a commit: {:?}",
@@ -135,8 +134,8 @@ async fn unflushed_commits_are_visible_and_flush(store: &dyn Store) {
         ["u1", "u2"],
         "unflushed commits are visible to readers"
     );
-    store.flush().await.expect("flush");
     store.flush_blocking().expect("flush_blocking");
+    store.flush_blocking().expect("a second flush_blocking");
     handle_all(store).await;
 }
 

@@ -35,31 +35,20 @@ pub trait Store: Send + Sync + 'static {
     /// claim of due jobs. One result per item, in order.
     async fn commit(&self, batch: Batch) -> Result<Committed>;
 
-    /// Like [`commit`](Store::commit), but the batch may not be durable yet when this returns:
-    /// it is visible to readers, and durable once a later [`flush`](Store::flush) returns. The
-    /// engine's writer uses it to run the next batch while the disk flushes this one; nothing of
-    /// the batch is acknowledged, dispatched or published before the flush. A backend whose
-    /// commit is durable by itself keeps this default.
-    async fn commit_unflushed(&self, batch: Batch) -> Result<Committed> {
-        self.commit(batch).await
-    }
-
-    /// Makes every batch committed so far durable (see [`commit_unflushed`](Store::commit_unflushed)).
-    async fn flush(&self) -> Result<()> {
-        Ok(())
-    }
-
-    /// [`commit_unflushed`](Store::commit_unflushed) on the calling thread, which it blocks.
-    /// The engine's writer has a thread of its own for this, so that its cycle never waits for
-    /// a hand-off to another thread. The default drives the async method on that thread.
+    /// Like [`commit`](Store::commit), on the calling thread, which it blocks, and the batch
+    /// may not be durable yet when this returns: it is visible to readers, and durable once a
+    /// later [`flush_blocking`](Store::flush_blocking) returns. The engine's writer, on a thread
+    /// of its own, uses it to run the next batch while the disk flushes this one; nothing of the
+    /// batch is acknowledged, dispatched or published before the flush. The default, for a
+    /// backend whose commit is durable by itself, drives [`commit`](Store::commit) on that thread.
     fn commit_unflushed_blocking(&self, batch: Batch) -> Result<Committed> {
-        futures_executor::block_on(self.commit_unflushed(batch))
+        futures_executor::block_on(self.commit(batch))
     }
 
-    /// [`flush`](Store::flush) on the calling thread, which it blocks (the engine's finisher has
-    /// a thread of its own).
+    /// Makes every batch committed so far durable, blocking the calling thread (the engine's
+    /// finisher has a thread of its own). The default has nothing to flush.
     fn flush_blocking(&self) -> Result<()> {
-        futures_executor::block_on(self.flush())
+        Ok(())
     }
 
     /// Logs a batch of events in one transaction; one outcome per item, in order.
