@@ -25,8 +25,48 @@ use crate::writer::ApplyItem;
 use crate::{EngineError, Shared, turn};
 
 pub(crate) enum Work {
-    Event(Box<StoredEvent>, Instant, Option<OwnedSemaphorePermit>),
+    /// Events of this worker's dialogs, in accept order.
+    Events(Vec<Queued>),
     Stop,
+}
+
+/// An event on its way to a worker: when it was accepted, and its in-flight permit (accepted
+/// events hold one until their results commit; follow-up events ride their cause's).
+pub(crate) struct Queued {
+    event: StoredEvent,
+    accepted: Instant,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+/// Events gathered per worker, sent with one wake-up per worker (see [`Dispatch::outbox`]).
+pub(crate) struct Outbox<'a> {
+    dispatch: &'a Dispatch,
+    shards: Vec<Vec<Queued>>,
+}
+
+impl Outbox<'_> {
+    pub(crate) fn push(
+        &mut self,
+        event: StoredEvent,
+        accepted: Instant,
+        permit: Option<OwnedSemaphorePermit>,
+    ) {
+        let i = self.dispatch.shard(&event.event.dialog);
+        self.shards[i].push(Queued {
+            event,
+            accepted,
+            permit,
+        });
+    }
+
+    /// Queues everything pushed, in push order per worker.
+    pub(crate) fn send(self) {
+        for (sender, events) in self.dispatch.senders.iter().zip(self.shards) {
+            if !events.is_empty() {
+                let _ = sender.send(Work::Events(events));
+            }
+        }
+    }
 }
 
 /// Routes events to workers by dialog.
@@ -66,8 +106,18 @@ impl Dispatch {
         accepted: Instant,
         permit: Option<OwnedSemaphorePermit>,
     ) {
-        let i = self.shard(&event.event.dialog);
-        let _ = self.senders[i].send(Work::Event(Box::new(event), accepted, permit));
+        let mut out = self.outbox();
+        out.push(event, accepted, permit);
+        out.send();
+    }
+
+    /// Gathers events to queue together: a worker woken once for a committed batch's events
+    /// instead of once per event (each wake-up is a context switch on a busy machine).
+    pub(crate) fn outbox(&self) -> Outbox<'_> {
+        Outbox {
+            dispatch: self,
+            shards: (0..self.senders.len()).map(|_| Vec::new()).collect(),
+        }
     }
 
     pub(crate) fn stop_all(&self) {
@@ -152,14 +202,12 @@ impl Worker {
 
     fn run(mut self, mut rx: mpsc::UnboundedReceiver<Work>) {
         while let Some(work) = rx.blocking_recv() {
-            match work {
-                Work::Stop => break,
-                Work::Event(e, accepted, permit) => {
-                    let mut item = self.handle_event(*e, accepted);
-                    item.permit = permit;
-                    if self.apply_tx.send(item).is_err() {
-                        break;
-                    }
+            let Work::Events(events) = work else { break };
+            for q in events {
+                let mut item = self.handle_event(q.event, q.accepted);
+                item.permit = q.permit;
+                if self.apply_tx.send(item).is_err() {
+                    return;
                 }
             }
         }

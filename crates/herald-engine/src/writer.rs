@@ -233,9 +233,10 @@ pub(crate) fn dedicated(
 /// one commit per flush, each as large as the load makes it, at no cost in latency.
 #[derive(Default)]
 struct Pace {
-    /// Batches committed and not yet flushed and acted on.
+    /// Batches committed and not yet flushed.
     unflushed: std::sync::atomic::AtomicUsize,
-    /// Signalled by the finisher each time it has acted on a group.
+    /// Signalled by the finisher each time it has flushed a group (before acting on it: the
+    /// next commit need not wait for the answers and dispatches).
     done: tokio::sync::Notify,
 }
 
@@ -288,20 +289,28 @@ async fn finisher(shared: Arc<Shared>, mut rx: mpsc::UnboundedReceiver<Finish>, 
             tracing::error!(error = %e, "flushing committed batches failed; Herald stops so that nothing unflushed is acknowledged");
             std::process::exit(74);
         }
+        // The flush is done: the writer may commit the next batch while this group is acted on.
+        let batches = group
+            .iter()
+            .filter(|f| matches!(f, Finish::Batch(_)))
+            .count();
+        pace.unflushed.fetch_sub(batches, Ordering::AcqRel);
+        pace.done.notify_one();
+        let acting = Instant::now();
         for f in group.drain(..) {
             match f {
-                Finish::Batch(b) => {
-                    act(&shared, *b);
-                    pace.unflushed.fetch_sub(1, Ordering::AcqRel);
-                }
+                Finish::Batch(b) => act(&shared, *b),
                 Finish::StopWorkers => shared.dispatch.stop_all(),
             }
         }
-        pace.done.notify_one();
+        metrics::histogram!("herald_finish_act_seconds").record(acting.elapsed().as_secs_f64());
     }
 }
 
 /// What follows a durable batch: answers, published replies, dispatched events, job alarms.
+/// Callers are answered first, since they wait on it; events are then dispatched in the order
+/// they were stored (follow-ups of handled events, accepted events, claimed jobs), with one
+/// wake-up per worker.
 fn act(shared: &Shared, f: Finished) {
     let Finished {
         applies,
@@ -311,40 +320,19 @@ fn act(shared: &Shared, f: Finished) {
         claim_reply,
     } = f;
     let now = Instant::now();
-    for item in &applies {
-        jobs_changed(shared, &item.handled);
-    }
-    for (item, applied) in applies.into_iter().zip(done.applied) {
-        metrics::histogram!("herald_accept_to_stored_seconds")
-            .record((now - item.accepted).as_secs_f64());
-        metrics::counter!("herald_events_handled_total").increment(1);
-        shared.hub.publish(&applied.dialog, &applied.replies);
-        let waiter = shared
-            .waiters
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&item.event_id);
-        if let Some(w) = waiter {
-            let _ = w.send(applied.replies);
-        }
-        for e in applied.raised {
-            shared.dispatch.send(e, now, None);
-        }
-        shared.dispatch.committed[item.worker].fetch_max(item.ticket, Ordering::Release);
-    }
+    let mut accepted = Vec::new();
+    let mut accepted_events = 0;
     for ((reply, permit), outcome) in waiting.into_iter().zip(done.accepted) {
         match &outcome {
             AcceptOutcome::Accepted(e) => {
-                metrics::counter!("herald_events_accepted_total").increment(1);
-                shared.dispatch.send(e.clone(), now, Some(permit));
+                accepted_events += 1;
+                accepted.push((e.clone(), Some(permit)));
             }
             AcceptOutcome::Progress(p) => {
                 for (key, messages) in &p.messages {
                     shared.hub.publish(key, messages);
                 }
-                for e in &p.events {
-                    shared.dispatch.send(e.clone(), now, None);
-                }
+                accepted.extend(p.events.iter().map(|e| (e.clone(), None)));
             }
             AcceptOutcome::Trigger(TriggerOutcome::Stored { runs, .. }) if *runs > 0 => {
                 shared.notify_alarm.due_at(jiff::Timestamp::MIN);
@@ -362,15 +350,43 @@ fn act(shared: &Shared, f: Finished) {
         }
         let _ = reply.send(Ok(outcome));
     }
+    metrics::counter!("herald_events_accepted_total").increment(accepted_events);
+    let mut out = shared.dispatch.outbox();
+    for item in &applies {
+        jobs_changed(shared, &item.handled);
+    }
+    // Metric handles looked up once per batch, not per item (each lookup hashes the key).
+    let to_stored = metrics::histogram!("herald_accept_to_stored_seconds");
+    metrics::counter!("herald_events_handled_total").increment(applies.len() as u64);
+    for (item, applied) in applies.into_iter().zip(done.applied) {
+        to_stored.record((now - item.accepted).as_secs_f64());
+        shared.hub.publish(&applied.dialog, &applied.replies);
+        let waiter = shared
+            .waiters
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&item.event_id);
+        if let Some(w) = waiter {
+            let _ = w.send(applied.replies);
+        }
+        for e in applied.raised {
+            out.push(e, now, None);
+        }
+        shared.dispatch.committed[item.worker].fetch_max(item.ticket, Ordering::Release);
+    }
+    for (e, permit) in accepted {
+        out.push(e, now, permit);
+    }
     if let Some(c) = claimed {
         metrics::counter!("herald_jobs_claimed_total").increment(c.jobs as u64);
         for e in c.events {
-            shared.dispatch.send(e, now, None);
+            out.push(e, now, None);
         }
         if let Some(r) = claim_reply {
             let _ = r.send(Ok((c.jobs, c.next_due)));
         }
     }
+    out.send();
 }
 
 /// Jobs a turn's scripts scheduled or cancelled, now committed.
