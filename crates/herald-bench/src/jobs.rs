@@ -47,14 +47,11 @@ use anyhow::{Context, Result, bail, ensure};
 use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use futures_util::{StreamExt, TryStreamExt, stream};
-use http_body_util::{BodyExt, Full};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
-use hyper::{Method, Request, Uri};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use crate::client::{Sender, connect, get_json, reconnect};
+use crate::client::{Conn, connect, get_json, reconnect, request_head};
 use crate::server::{ADMIN_TOKEN, JOBS_BOT_ID, JOBS_TRIGGER, Server};
 use crate::stats::{ErrorTally, LatencyHist, LatencySummary, Table, Target, per_sec, round3};
 use crate::{CommonArgs, with_server};
@@ -529,9 +526,9 @@ struct Bench {
 #[derive(Clone)]
 struct Endpoint {
     addr: SocketAddr,
-    host: HeaderValue,
-    auth: HeaderValue,
-    path: Uri,
+    /// Fixed header lines of every request (see [`request_head`]).
+    head: Arc<str>,
+    path: Arc<str>,
     leads: Arc<Vec<i64>>,
 }
 
@@ -553,13 +550,13 @@ impl Bench {
         );
         let endpoint = Endpoint {
             addr: server.addr(),
-            host: HeaderValue::from_str(&server.addr().to_string())
-                .context("building the Host header")?,
-            auth: HeaderValue::from_str(&format!("Bearer {ADMIN_TOKEN}"))
-                .context("building the Authorization header")?,
-            path: format!("/bots/{JOBS_BOT_ID}/jobs/schedule")
-                .parse()
-                .context("building the schedule path")?,
+            head: request_head(
+                &server.addr().to_string(),
+                Some(&format!("Bearer {ADMIN_TOKEN}")),
+            )
+            .context("building the request headers")?
+            .into(),
+            path: format!("/bots/{JOBS_BOT_ID}/jobs/schedule").into(),
             leads: Arc::new(leads),
         };
         Ok(Bench {
@@ -893,29 +890,18 @@ fn sample(samples: &mut Vec<String>, status: u16, body: &[u8]) {
 /// and body, or the failure kind (`io`, `timeout`); and the instant the request was handed to
 /// the connection.
 async fn post(
-    sender: &mut Sender,
+    conn: &mut Conn,
     ep: &Endpoint,
     body: String,
 ) -> (Result<(u16, Bytes), &'static str>, Instant) {
-    if sender.ready().await.is_err() {
-        return (Err("io"), Instant::now());
-    }
-    let mut req = Request::new(Full::new(Bytes::from(body)));
-    *req.method_mut() = Method::POST;
-    *req.uri_mut() = ep.path.clone();
-    let headers = req.headers_mut();
-    headers.insert(HOST, ep.host.clone());
-    headers.insert(AUTHORIZATION, ep.auth.clone());
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     let sent = Instant::now();
-    let exchange = async {
-        let resp = sender.send_request(req).await?;
-        let status = resp.status().as_u16();
-        let bytes = resp.into_body().collect().await?.to_bytes();
-        Ok::<_, hyper::Error>((status, bytes))
-    };
-    let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
-        Ok(Ok(r)) => Ok(r),
+    let outcome = match tokio::time::timeout(
+        REQUEST_TIMEOUT,
+        conn.post(&ep.path, &ep.head, body.as_bytes()),
+    )
+    .await
+    {
+        Ok(Ok(r)) => Ok((r.status, r.body)),
         Ok(Err(_)) => Err("io"),
         Err(_) => Err("timeout"),
     };

@@ -10,36 +10,31 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
-use hyper::header::{AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue};
-use hyper::{Method, Request, Uri};
+use hyper::Uri;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use crate::client::{Sender, connect, reconnect};
+use crate::client::{Conn, connect, reconnect, request_head};
 use crate::stats::{ErrorTally, LatencyHist, Table, Target, per_sec, round3};
 
 /// Longest a single request may take before it counts as a `timeout` error.
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Where the load goes: the server's address, its `Host` header and an optional
-/// `Authorization` header sent with every request.
+/// Where the load goes: the server's address and the fixed header lines of every request
+/// (`Host`, `Content-Type`, an optional `Authorization`).
 #[derive(Clone)]
 pub struct Endpoint {
     pub addr: SocketAddr,
-    pub host: HeaderValue,
-    pub auth: Option<HeaderValue>,
+    pub head: Arc<str>,
 }
 
 impl Endpoint {
     pub fn new(addr: SocketAddr, auth: Option<&str>) -> Result<Endpoint> {
         Ok(Endpoint {
             addr,
-            host: HeaderValue::from_str(&addr.to_string()).context("building the Host header")?,
-            auth: auth
-                .map(HeaderValue::from_str)
-                .transpose()
-                .context("building the Authorization header")?,
+            head: request_head(&addr.to_string(), auth)
+                .context("building the request headers")?
+                .into(),
         })
     }
 }
@@ -70,35 +65,13 @@ impl Outcome {
     }
 }
 
-/// Sends `POST <path>` with a JSON `body` on `sender` and reads the whole response.
-/// Returns the outcome and the instant the request was handed to the connection.
-pub async fn post(
-    sender: &mut Sender,
-    endpoint: &Endpoint,
-    path: &Uri,
-    body: Bytes,
-) -> (Outcome, Instant) {
-    if sender.ready().await.is_err() {
-        return (Outcome::Io, Instant::now());
-    }
-    let mut req = Request::new(Full::new(body));
-    *req.method_mut() = Method::POST;
-    *req.uri_mut() = path.clone();
-    let headers = req.headers_mut();
-    headers.insert(HOST, endpoint.host.clone());
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Some(auth) = &endpoint.auth {
-        headers.insert(AUTHORIZATION, auth.clone());
-    }
+/// Sends `POST <path>` with a JSON `body` on `conn` and reads the whole response.
+/// Returns the outcome and the instant the request was sent.
+pub async fn post(conn: &mut Conn, endpoint: &Endpoint, path: &Uri, body: Bytes) -> (Outcome, Instant) {
+    let target = path.path_and_query().map_or("/", |p| p.as_str());
     let sent = Instant::now();
-    let exchange = async {
-        let resp = sender.send_request(req).await?;
-        let status = resp.status().as_u16();
-        resp.into_body().collect().await?;
-        Ok::<_, hyper::Error>(status)
-    };
-    let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
-        Ok(Ok(status)) => Outcome::Status(status),
+    let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, conn.post(target, &endpoint.head, &body)).await {
+        Ok(Ok(resp)) => Outcome::Status(resp.status),
         Ok(Err(_)) => Outcome::Io,
         Err(_) => Outcome::Timeout,
     };

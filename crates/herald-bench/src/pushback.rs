@@ -38,7 +38,7 @@ use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use crate::CommonArgs;
-use crate::client::{Sender, connect, reconnect};
+use crate::client::{Conn, connect, reconnect};
 use crate::load::{Endpoint, Outcome, REQUEST_TIMEOUT, ThroughputResult, closed_loop, post};
 use crate::server::{ADMIN_TOKEN, BOT_ID, EventStats, Server, event_stats};
 use crate::stats::{ErrorTally, LatencyHist, Table, Target, per_sec, round3};
@@ -428,7 +428,7 @@ async fn create_pushbacks(
 
 /// Sends `POST <path>` with body `{"n":<n>}` and reads the whole response.
 async fn activate(
-    sender: &mut Sender,
+    sender: &mut Conn,
     target: &Endpoint,
     path: &Uri,
     n: u64,
