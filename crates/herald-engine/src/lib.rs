@@ -98,6 +98,8 @@ pub struct Shared {
     pub(crate) waiters: Mutex<HashMap<String, oneshot::Sender<Vec<StoredMessage>>>>,
     pub(crate) in_flight: Arc<Semaphore>,
     pub(crate) progress: Progress,
+    /// Paces the writer's commits to the finisher's flushes.
+    pub(crate) pace: writer::Pace,
     pub clock: Arc<dyn Clock>,
     /// The last job id handed out (ids are assigned before the job is stored, so that a script
     /// sees its job's id at once).
@@ -271,6 +273,7 @@ impl Engine {
             hub: Hub::default(),
             dispatch,
             waiters: Mutex::new(HashMap::new()),
+            pace: writer::Pace::default(),
             progress: Progress {
                 recovering: AtomicBool::new(true),
                 ..Progress::default()
