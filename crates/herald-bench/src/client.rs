@@ -39,6 +39,7 @@ pub struct Conn {
 }
 
 /// A whole response.
+#[derive(Debug)]
 pub struct Response {
     pub status: u16,
     pub body: Bytes,
@@ -221,7 +222,8 @@ fn parse_head(buf: &[u8]) -> std::io::Result<Option<(usize, u16, Framing, bool)>
             } else {
                 return Err(invalid("unsupported Transfer-Encoding"));
             }
-        } else if h.name.eq_ignore_ascii_case("connection") && h.value.eq_ignore_ascii_case(b"close")
+        } else if h.name.eq_ignore_ascii_case("connection")
+            && h.value.eq_ignore_ascii_case(b"close")
         {
             close = true;
         }
@@ -256,7 +258,7 @@ mod tests {
     /// Serves `answers` in turn on one connection, each after reading one request head and its
     /// `Content-Length` body; returns the requests as received.
     async fn serve(listener: TcpListener, answers: Vec<&'static [u8]>) -> Vec<String> {
-        let (mut s, _) = listener.accept().await.unwrap();
+        let (mut s, _) = listener.accept().await.expect("test I/O");
         let mut seen = Vec::new();
         let mut buf = Vec::new();
         for answer in answers {
@@ -268,32 +270,37 @@ mod tests {
                         .headers
                         .iter()
                         .find(|h| h.name.eq_ignore_ascii_case("content-length"))
-                        .map(|h| std::str::from_utf8(h.value).unwrap().parse().unwrap())
-                        .unwrap();
+                        .map(|h| {
+                            std::str::from_utf8(h.value)
+                                .expect("test I/O")
+                                .parse()
+                                .expect("test I/O")
+                        })
+                        .expect("test I/O");
                     if buf.len() >= n + len {
                         break buf.drain(..n + len).collect::<Vec<u8>>();
                     }
                 }
                 let mut chunk = [0u8; 1024];
-                let got = s.read(&mut chunk).await.unwrap();
+                let got = s.read(&mut chunk).await.expect("test I/O");
                 assert!(got > 0, "client closed early");
                 buf.extend_from_slice(&chunk[..got]);
             };
-            seen.push(String::from_utf8(request).unwrap());
+            seen.push(String::from_utf8(request).expect("test I/O"));
             // Written in two parts, so the client must reassemble.
             let (a, b) = answer.split_at(answer.len() / 2);
-            s.write_all(a).await.unwrap();
-            s.flush().await.unwrap();
+            s.write_all(a).await.expect("test I/O");
+            s.flush().await.expect("test I/O");
             tokio::time::sleep(Duration::from_millis(5)).await;
-            s.write_all(b).await.unwrap();
+            s.write_all(b).await.expect("test I/O");
         }
         seen
     }
 
     #[tokio::test]
     async fn reads_length_and_chunked_bodies_on_one_connection() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("test I/O");
+        let addr = listener.local_addr().expect("test I/O");
         let server = tokio::spawn(serve(
             listener,
             vec![
@@ -303,19 +310,22 @@ mod tests {
                 b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 2\r\n\r\nok",
             ],
         ));
-        let head = request_head(&addr.to_string(), Some("Bearer t")).unwrap();
-        let mut conn = connect(addr).await.unwrap();
-        let r = conn.post("/a", &head, b"{\"n\":1}").await.unwrap();
+        let head = request_head(&addr.to_string(), Some("Bearer t")).expect("test I/O");
+        let mut conn = connect(addr).await.expect("test I/O");
+        let r = conn
+            .post("/a", &head, b"{\"n\":1}")
+            .await
+            .expect("test I/O");
         assert_eq!((r.status, &r.body[..]), (200, &b"hello"[..]));
-        let r = conn.post("/b?x=1", &head, b"{}").await.unwrap();
+        let r = conn.post("/b?x=1", &head, b"{}").await.expect("test I/O");
         assert_eq!((r.status, &r.body[..]), (429, &b"abcde"[..]));
-        let r = conn.post("/c", &head, b"").await.unwrap();
+        let r = conn.post("/c", &head, b"").await.expect("test I/O");
         assert_eq!((r.status, r.body.len()), (204, 0));
-        let r = conn.post("/d", &head, b"x").await.unwrap();
+        let r = conn.post("/d", &head, b"x").await.expect("test I/O");
         assert_eq!((r.status, &r.body[..]), (200, &b"ok"[..]));
-        let err = conn.post("/e", &head, b"x").await.err().unwrap();
+        let err = conn.post("/e", &head, b"x").await.expect_err("must fail");
         assert_eq!(err.kind(), ErrorKind::NotConnected);
-        let seen = server.await.unwrap();
+        let seen = server.await.expect("test I/O");
         assert_eq!(
             seen[0],
             format!(
@@ -327,21 +337,21 @@ mod tests {
 
     #[tokio::test]
     async fn a_response_cut_short_is_an_error() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("test I/O");
+        let addr = listener.local_addr().expect("test I/O");
         let server = tokio::spawn(async move {
-            let (mut s, _) = listener.accept().await.unwrap();
+            let (mut s, _) = listener.accept().await.expect("test I/O");
             let mut chunk = [0u8; 1024];
-            let _ = s.read(&mut chunk).await.unwrap();
+            let _ = s.read(&mut chunk).await.expect("test I/O");
             s.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
                 .await
-                .unwrap();
+                .expect("test I/O");
         });
-        let head = request_head(&addr.to_string(), None).unwrap();
-        let mut conn = connect(addr).await.unwrap();
-        let err = conn.post("/a", &head, b"{}").await.err().unwrap();
+        let head = request_head(&addr.to_string(), None).expect("test I/O");
+        let mut conn = connect(addr).await.expect("test I/O");
+        let err = conn.post("/a", &head, b"{}").await.expect_err("must fail");
         assert_eq!(err.kind(), ErrorKind::UnexpectedEof);
-        server.await.unwrap();
+        server.await.expect("test I/O");
         assert!(request_head("h\r\nX: y", None).is_err());
     }
 }
