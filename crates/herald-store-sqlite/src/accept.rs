@@ -2,40 +2,132 @@
 //! events. Both run inside one transaction opened by the caller.
 
 use herald_store::*;
-use rusqlite::{OptionalExtension, Transaction, params};
+use rusqlite::{CachedStatement, OptionalExtension, Transaction, params};
 
 use crate::conn::backend;
 use crate::rows::{PUSHBACK_COLUMNS, pushback_row};
 
+const INSERT_EVENT: &str =
+    "INSERT INTO events (id, channel_type, bot_id, chat_id, payload, source, accepted_at)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
+const INSERT_MESSAGE: &str =
+    "INSERT INTO messages (dialog_id, direction, text, buttons, ts) VALUES (?1, ?2, ?3, ?4, ?5)";
+const FIND_DIALOG: &str =
+    "SELECT id, contact_id FROM dialogs WHERE channel_type = ?1 AND bot_id = ?2 AND chat_id = ?3";
+const UPDATE_DIALOG: &str = "UPDATE dialogs SET state = ?2, session = ?3, updated_at = ?4, handled_seq = MAX(handled_seq, ?5)
+     WHERE id = ?1";
+const USE_PUSHBACK: &str =
+    "UPDATE pushbacks SET uses = uses + 1, last_used_at = ?2 WHERE rowid = ?1";
+// A lookup and an update by rowid rather than `UPDATE … RETURNING`: SQLite runs RETURNING
+// through a temporary b-tree, opened and torn down on every execution.
+static FIND_PUSHBACK: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    format!("SELECT {PUSHBACK_COLUMNS}, rowid FROM pushbacks WHERE id = ?1")
+});
+
+/// The statements run once or more per item of a batch, each taken from the connection's
+/// statement cache once per batch and kept for the batch's items: a cache lookup hashes the
+/// SQL text, and returning a statement resets and re-files it, per execution otherwise.
+pub(crate) struct Hot<'t> {
+    pub(crate) tx: &'t Transaction<'t>,
+    event: Option<CachedStatement<'t>>,
+    message: Option<CachedStatement<'t>>,
+    find_dialog: Option<CachedStatement<'t>>,
+    update_dialog: Option<CachedStatement<'t>>,
+    find_pushback: Option<CachedStatement<'t>>,
+    use_pushback: Option<CachedStatement<'t>>,
+}
+
+/// The statement in `slot`, prepared (from the cache) on first use.
+fn stmt<'s, 't>(
+    tx: &'t Transaction<'t>,
+    slot: &'s mut Option<CachedStatement<'t>>,
+    sql: &str,
+) -> Result<&'s mut CachedStatement<'t>> {
+    if slot.is_none() {
+        *slot = Some(tx.prepare_cached(sql).map_err(backend)?);
+    }
+    slot.as_mut()
+        .ok_or_else(|| StoreError::Backend("statement not prepared".into()))
+}
+
+impl<'t> Hot<'t> {
+    pub(crate) fn new(tx: &'t Transaction<'t>) -> Self {
+        Self {
+            tx,
+            event: None,
+            message: None,
+            find_dialog: None,
+            update_dialog: None,
+            find_pushback: None,
+            use_pushback: None,
+        }
+    }
+
+    pub(crate) fn insert_event(&mut self, e: &NewEvent) -> Result<i64> {
+        let payload = serde_json::to_string(&e.payload).map_err(backend)?;
+        stmt(self.tx, &mut self.event, INSERT_EVENT)?
+            .execute(params![
+                e.id,
+                e.dialog.channel_type,
+                e.dialog.bot_id,
+                e.dialog.chat_id,
+                payload,
+                e.source,
+                e.accepted_at.as_millisecond()
+            ])
+            .map_err(backend)?;
+        Ok(self.tx.last_insert_rowid())
+    }
+
+    pub(crate) fn insert_message(
+        &mut self,
+        dialog_id: i64,
+        dir: Direction,
+        m: &NewMessage,
+    ) -> Result<StoredMessage> {
+        let buttons = serde_json::to_string(&m.buttons).map_err(backend)?;
+        stmt(self.tx, &mut self.message, INSERT_MESSAGE)?
+            .execute(params![
+                dialog_id,
+                if dir == Direction::In { "in" } else { "out" },
+                m.text,
+                buttons,
+                m.ts.as_millisecond()
+            ])
+            .map_err(backend)?;
+        Ok(StoredMessage {
+            id: self.tx.last_insert_rowid(),
+            direction: dir,
+            text: m.text.clone(),
+            buttons: m.buttons.clone(),
+            ts: m.ts,
+        })
+    }
+}
+
 pub(crate) fn insert_event(tx: &Transaction<'_>, e: &NewEvent) -> Result<i64> {
-    let payload = serde_json::to_string(&e.payload).map_err(backend)?;
-    tx.prepare_cached(
-        "INSERT INTO events (id, channel_type, bot_id, chat_id, payload, source, accepted_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-    )
-    .map_err(backend)?
-    .execute(params![
-        e.id,
-        e.dialog.channel_type,
-        e.dialog.bot_id,
-        e.dialog.chat_id,
-        payload,
-        e.source,
-        e.accepted_at.as_millisecond()
-    ])
-    .map_err(backend)?;
-    Ok(tx.last_insert_rowid())
+    Hot::new(tx).insert_event(e)
+}
+
+pub(crate) fn insert_message(
+    tx: &Transaction<'_>,
+    dialog_id: i64,
+    dir: Direction,
+    m: &NewMessage,
+) -> Result<StoredMessage> {
+    Hot::new(tx).insert_message(dialog_id, dir, m)
 }
 
 pub(crate) fn accept_batch(
-    tx: &Transaction<'_>,
+    hot: &mut Hot<'_>,
     items: Vec<AcceptItem>,
 ) -> Result<Vec<AcceptOutcome>> {
+    let tx = hot.tx;
     let mut out = Vec::with_capacity(items.len());
     for item in items {
         out.push(match item {
             AcceptItem::Event(e) => {
-                let seq = insert_event(tx, &e)?;
+                let seq = hot.insert_event(&e)?;
                 AcceptOutcome::Accepted(StoredEvent { seq, event: e })
             }
             AcceptItem::Pushback {
@@ -45,7 +137,7 @@ pub(crate) fn accept_batch(
                 source,
                 now,
                 idempotency,
-            } => activate(tx, pushback_id, data, event_id, source, now, idempotency)?,
+            } => activate(hot, pushback_id, data, event_id, source, now, idempotency)?,
             AcceptItem::Schedule(job) => {
                 crate::jobs::insert_job(tx, &job)?;
                 match crate::jobs::load_job(tx, &job.bot_id, job.id)? {
@@ -98,7 +190,7 @@ pub(crate) fn accept_batch(
 }
 
 fn activate(
-    tx: &Transaction<'_>,
+    hot: &mut Hot<'_>,
     pushback_id: String,
     data: Option<serde_json::Value>,
     event_id: String,
@@ -106,20 +198,14 @@ fn activate(
     now: jiff::Timestamp,
     idempotency: Option<IdempotencyKey>,
 ) -> Result<AcceptOutcome> {
+    let tx = hot.tx;
     if let Some(k) = &idempotency
         && let Some(event_id) = seen_key(tx, k)?
     {
         return Ok(AcceptOutcome::Repeated { event_id });
     }
     let now_ms = now.as_millisecond();
-    // A lookup and an update by rowid rather than `UPDATE … RETURNING`: SQLite runs RETURNING
-    // through a temporary b-tree, opened and torn down on every execution.
-    static LOOKUP: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        format!("SELECT {PUSHBACK_COLUMNS}, rowid FROM pushbacks WHERE id = ?1")
-    });
-    let row = tx
-        .prepare_cached(&LOOKUP)
-        .map_err(backend)?
+    let row = stmt(tx, &mut hot.find_pushback, &FIND_PUSHBACK)?
         .query_row(params![pushback_id], |r| {
             Ok((r.get::<_, i64>(11)?, pushback_row(r)?))
         })
@@ -133,8 +219,7 @@ fn activate(
     if expired || p.max_uses.is_some_and(|m| p.uses >= m) {
         return Ok(AcceptOutcome::Gone);
     }
-    tx.prepare_cached("UPDATE pushbacks SET uses = uses + 1, last_used_at = ?2 WHERE rowid = ?1")
-        .map_err(backend)?
+    stmt(tx, &mut hot.use_pushback, USE_PUSHBACK)?
         .execute(params![rowid, now_ms])
         .map_err(backend)?;
     let event = NewEvent {
@@ -147,7 +232,7 @@ fn activate(
         source,
         accepted_at: now,
     };
-    let seq = insert_event(tx, &event)?;
+    let seq = hot.insert_event(&event)?;
     if let Some(k) = &idempotency {
         remember_key(tx, k, &event.id, now_ms)?;
     }
@@ -181,28 +266,21 @@ pub(crate) fn remember_key(
 
 /// Writes the dialog's new state (creating it and its contact on first sight); returns
 /// `(dialog id, contact id)`.
-fn upsert_dialog(tx: &Transaction<'_>, h: &HandledEvent, now_ms: i64) -> Result<(i64, i64)> {
+fn upsert_dialog(hot: &mut Hot<'_>, h: &HandledEvent, now_ms: i64) -> Result<(i64, i64)> {
+    let tx = hot.tx;
     let key = &h.dialog;
     let session = h.session.to_string();
-    // A lookup and an update by rowid rather than `UPDATE … RETURNING` (see `activate`).
-    let found: Option<(i64, i64)> = tx
-        .prepare_cached(
-            "SELECT id, contact_id FROM dialogs WHERE channel_type = ?1 AND bot_id = ?2 AND chat_id = ?3",
-        )
-        .map_err(backend)?
+    // A lookup and an update by rowid rather than `UPDATE … RETURNING` (see `FIND_PUSHBACK`).
+    let found: Option<(i64, i64)> = stmt(tx, &mut hot.find_dialog, FIND_DIALOG)?
         .query_row(params![key.channel_type, key.bot_id, key.chat_id], |r| {
             Ok((r.get(0)?, r.get(1)?))
         })
         .optional()
         .map_err(backend)?;
     if let Some((id, _)) = found {
-        tx.prepare_cached(
-            "UPDATE dialogs SET state = ?2, session = ?3, updated_at = ?4, handled_seq = MAX(handled_seq, ?5)
-             WHERE id = ?1",
-        )
-        .map_err(backend)?
-        .execute(params![id, h.state, session, now_ms, h.seq])
-        .map_err(backend)?;
+        stmt(tx, &mut hot.update_dialog, UPDATE_DIALOG)?
+            .execute(params![id, h.state, session, now_ms, h.seq])
+            .map_err(backend)?;
     }
     if let Some(ids) = found {
         return Ok(ids);
@@ -222,40 +300,12 @@ fn upsert_dialog(tx: &Transaction<'_>, h: &HandledEvent, now_ms: i64) -> Result<
     Ok((tx.last_insert_rowid(), contact_id))
 }
 
-pub(crate) fn insert_message(
-    tx: &Transaction<'_>,
-    dialog_id: i64,
-    dir: Direction,
-    m: &NewMessage,
-) -> Result<StoredMessage> {
-    let buttons = serde_json::to_string(&m.buttons).map_err(backend)?;
-    tx.prepare_cached("INSERT INTO messages (dialog_id, direction, text, buttons, ts) VALUES (?1, ?2, ?3, ?4, ?5)")
-        .map_err(backend)?
-        .execute(params![
-            dialog_id,
-            if dir == Direction::In { "in" } else { "out" },
-            m.text,
-            buttons,
-            m.ts.as_millisecond()
-        ])
-        .map_err(backend)?;
-    Ok(StoredMessage {
-        id: tx.last_insert_rowid(),
-        direction: dir,
-        text: m.text.clone(),
-        buttons: m.buttons.clone(),
-        ts: m.ts,
-    })
-}
-
-pub(crate) fn apply_batch(
-    tx: &Transaction<'_>,
-    handled: Vec<HandledEvent>,
-) -> Result<Vec<Applied>> {
+pub(crate) fn apply_batch(hot: &mut Hot<'_>, handled: Vec<HandledEvent>) -> Result<Vec<Applied>> {
+    let tx = hot.tx;
     let now_ms = jiff::Timestamp::now().as_millisecond();
     let mut out = Vec::with_capacity(handled.len());
     for h in handled {
-        let (dialog_id, contact_id) = upsert_dialog(tx, &h, now_ms)?;
+        let (dialog_id, contact_id) = upsert_dialog(hot, &h, now_ms)?;
         if let Some(client) = &h.client {
             tx.prepare_cached("UPDATE contacts SET data = ?2 WHERE id = ?1")
                 .map_err(backend)?
@@ -288,15 +338,15 @@ pub(crate) fn apply_batch(
             )?;
         }
         if let Some(m) = &h.incoming {
-            insert_message(tx, dialog_id, Direction::In, m)?;
+            hot.insert_message(dialog_id, Direction::In, m)?;
         }
         let mut replies = Vec::with_capacity(h.replies.len());
         for m in &h.replies {
-            replies.push(insert_message(tx, dialog_id, Direction::Out, m)?);
+            replies.push(hot.insert_message(dialog_id, Direction::Out, m)?);
         }
         let mut raised = Vec::with_capacity(h.raise.len());
         for e in h.raise {
-            let seq = insert_event(tx, &e)?;
+            let seq = hot.insert_event(&e)?;
             raised.push(StoredEvent { seq, event: e });
         }
         out.push(Applied {

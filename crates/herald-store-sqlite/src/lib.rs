@@ -51,8 +51,10 @@ impl SqliteStore {
             .execute(params![w])
             .map_err(backend)?;
         }
-        let applied = accept::apply_batch(tx, handled)?;
-        let accepted = accept::accept_batch(tx, accept)?;
+        let mut hot = accept::Hot::new(tx);
+        let applied = accept::apply_batch(&mut hot, handled)?;
+        let accepted = accept::accept_batch(&mut hot, accept)?;
+        drop(hot);
         let claimed = claim.map(|c| jobs::claim(tx, &c)).transpose()?;
         Ok(Committed {
             accepted,
