@@ -427,12 +427,7 @@ async fn create_pushbacks(
 // Activations.
 
 /// Sends `POST <path>` with body `{"n":<n>}` and reads the whole response.
-async fn activate(
-    sender: &mut Conn,
-    target: &Endpoint,
-    path: &Uri,
-    n: u64,
-) -> (Outcome, Instant) {
+async fn activate(sender: &mut Conn, target: &Endpoint, path: &Uri, n: u64) -> (Outcome, Instant) {
     post(sender, target, path, Bytes::from(format!("{{\"n\":{n}}}"))).await
 }
 
