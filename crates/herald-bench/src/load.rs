@@ -67,14 +67,21 @@ impl Outcome {
 
 /// Sends `POST <path>` with a JSON `body` on `conn` and reads the whole response.
 /// Returns the outcome and the instant the request was sent.
-pub async fn post(conn: &mut Conn, endpoint: &Endpoint, path: &Uri, body: Bytes) -> (Outcome, Instant) {
+pub async fn post(
+    conn: &mut Conn,
+    endpoint: &Endpoint,
+    path: &Uri,
+    body: Bytes,
+) -> (Outcome, Instant) {
     let target = path.path_and_query().map_or("/", |p| p.as_str());
     let sent = Instant::now();
-    let outcome = match tokio::time::timeout(REQUEST_TIMEOUT, conn.post(target, &endpoint.head, &body)).await {
-        Ok(Ok(resp)) => Outcome::Status(resp.status),
-        Ok(Err(_)) => Outcome::Io,
-        Err(_) => Outcome::Timeout,
-    };
+    let outcome =
+        match tokio::time::timeout(REQUEST_TIMEOUT, conn.post(target, &endpoint.head, &body)).await
+        {
+            Ok(Ok(resp)) => Outcome::Status(resp.status),
+            Ok(Err(_)) => Outcome::Io,
+            Err(_) => Outcome::Timeout,
+        };
     (outcome, sent)
 }
 
