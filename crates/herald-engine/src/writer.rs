@@ -58,15 +58,15 @@ pub(crate) async fn submit(
         .await
         .map_err(|_| EngineError::ShuttingDown)?;
     let (reply, rx) = oneshot::channel();
-    // Counted before it is queued, so the writer never takes more than was counted.
+    let slot = tx.reserve().await.map_err(|_| EngineError::ShuttingDown)?;
+    // Counted before it is queued (the writer never takes more than was counted), and nothing
+    // between the count and the send can be cancelled.
     shared.pace.arrived();
-    tx.send(AcceptRequest {
+    slot.send(AcceptRequest {
         item,
         reply,
         permit,
-    })
-    .await
-    .map_err(|_| EngineError::ShuttingDown)?;
+    });
     rx.await.map_err(|_| EngineError::ShuttingDown)?
 }
 
@@ -264,10 +264,12 @@ pub(crate) struct Pace {
     done: tokio::sync::Notify,
     /// Accept requests sent to the writer and not yet taken by it.
     queued: std::sync::atomic::AtomicUsize,
-    /// Accept requests the writer has taken and holds while it waits for a flush.
+    /// Accept requests the writer has taken and holds while it waits for a flush (0 when it
+    /// does not wait).
     held: std::sync::atomic::AtomicUsize,
-    /// Signalled when `queued + held` reaches [`EARLY_COMMIT`]. While the writer waits, `held`
-    /// stays put and only arrivals change `queued`, so the sum passes the mark exactly once.
+    /// Signalled by each arrival that finds `queued + held` at [`EARLY_COMMIT`] or more (the
+    /// writer sets `held` before it checks and waits, and arrivals add to `queued` before they
+    /// check `held`: with sequentially consistent accesses one side always sees the other).
     enough: tokio::sync::Notify,
 }
 
@@ -280,15 +282,16 @@ const EARLY_COMMIT: usize = 24;
 impl Pace {
     /// An accept request was queued for the writer.
     fn arrived(&self) {
-        let queued = self.queued.fetch_add(1, Ordering::AcqRel) + 1;
-        if queued + self.held.load(Ordering::Acquire) == EARLY_COMMIT {
+        let queued = self.queued.fetch_add(1, Ordering::SeqCst) + 1;
+        if queued + self.held.load(Ordering::SeqCst) >= EARLY_COMMIT {
+            // A permit stored while the writer is not waiting costs it one more check.
             self.enough.notify_one();
         }
     }
 
     /// The writer took `n` queued requests.
     fn taken(&self, n: usize) {
-        self.queued.fetch_sub(n, Ordering::AcqRel);
+        self.queued.fetch_sub(n, Ordering::SeqCst);
     }
 
     /// Waits while a committed batch is still waiting for its flush (unless it is the only one
@@ -299,7 +302,13 @@ impl Pace {
         finish_tx: &mpsc::UnboundedSender<Finish>,
         gathered: usize,
     ) -> bool {
-        self.held.store(gathered, Ordering::Release);
+        self.held.store(gathered, Ordering::SeqCst);
+        let waited = self.wait(finish_tx, gathered).await;
+        self.held.store(0, Ordering::SeqCst);
+        waited
+    }
+
+    async fn wait(&self, finish_tx: &mpsc::UnboundedSender<Finish>, gathered: usize) -> bool {
         let mut waited = false;
         loop {
             let done = self.done.notified();
@@ -312,7 +321,7 @@ impl Pace {
             if unflushed == 0 || finish_tx.is_closed() {
                 return waited;
             }
-            let waiting = gathered + self.queued.load(Ordering::Acquire);
+            let waiting = gathered + self.queued.load(Ordering::SeqCst);
             if unflushed == 1 && waiting >= EARLY_COMMIT {
                 return waited;
             }
@@ -397,6 +406,10 @@ fn act(shared: &Shared, f: Finished) {
     let now = Instant::now();
     let mut accepted = Vec::new();
     let mut accepted_events = 0;
+    // Chat messages of notification steps, published after the handled results' replies: the
+    // batch stored those first, so they have the lower ids, and a chat socket skips an id at
+    // or below the last one it sent.
+    let mut progress_messages = Vec::new();
     for ((reply, permit), outcome) in waiting.into_iter().zip(done.accepted) {
         match &outcome {
             AcceptOutcome::Accepted(e) => {
@@ -404,9 +417,7 @@ fn act(shared: &Shared, f: Finished) {
                 accepted.push((e.clone(), Some(permit)));
             }
             AcceptOutcome::Progress(p) => {
-                for (key, messages) in &p.messages {
-                    shared.hub.publish(key, messages);
-                }
+                progress_messages.extend(p.messages.iter().cloned());
                 accepted.extend(p.events.iter().map(|e| (e.clone(), None)));
             }
             AcceptOutcome::Trigger(TriggerOutcome::Stored { runs, .. }) if *runs > 0 => {
@@ -448,6 +459,9 @@ fn act(shared: &Shared, f: Finished) {
             out.push(e, now, None);
         }
         shared.dispatch.committed[item.worker].fetch_max(item.ticket, Ordering::Release);
+    }
+    for (key, messages) in &progress_messages {
+        shared.hub.publish(key, messages);
     }
     for (e, permit) in accepted {
         out.push(e, now, permit);
