@@ -109,15 +109,6 @@ pub(crate) fn insert_event(tx: &Transaction<'_>, e: &NewEvent) -> Result<i64> {
     Hot::new(tx).insert_event(e)
 }
 
-pub(crate) fn insert_message(
-    tx: &Transaction<'_>,
-    dialog_id: i64,
-    dir: Direction,
-    m: &NewMessage,
-) -> Result<StoredMessage> {
-    Hot::new(tx).insert_message(dialog_id, dir, m)
-}
-
 pub(crate) fn accept_batch(
     hot: &mut Hot<'_>,
     items: Vec<AcceptItem>,
@@ -182,7 +173,7 @@ pub(crate) fn accept_batch(
                 AcceptOutcome::Runs { runs, next_due }
             }
             AcceptItem::RunProgress(p) => {
-                AcceptOutcome::Progress(Box::new(crate::notify_progress::apply_progress(tx, &p)?))
+                AcceptOutcome::Progress(Box::new(crate::notify_progress::apply_progress(hot, &p)?))
             }
         });
     }

@@ -7,7 +7,7 @@ use herald_store::*;
 use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::Value;
 
-use crate::accept::{insert_event, insert_message};
+use crate::accept::Hot;
 use crate::conn::backend;
 use crate::notify_runs::{corrupt, record};
 use crate::rows::ts;
@@ -32,7 +32,8 @@ struct Running {
 }
 
 /// Applies a run's progress if it is still `running`.
-pub(crate) fn apply_progress(tx: &Transaction<'_>, p: &RunProgress) -> Result<ProgressApplied> {
+pub(crate) fn apply_progress(hot: &mut Hot<'_>, p: &RunProgress) -> Result<ProgressApplied> {
+    let tx = hot.tx;
     let now = p.now.as_millisecond();
     let run = tx
         .prepare_cached(
@@ -125,7 +126,7 @@ pub(crate) fn apply_progress(tx: &Transaction<'_>, p: &RunProgress) -> Result<Pr
                 buttons: Vec::new(),
                 ts: p.now,
             };
-            let stored = insert_message(tx, dialog_id, Direction::Out, &m)?;
+            let stored = hot.insert_message(dialog_id, Direction::Out, &m)?;
             match out.messages.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, list)) => list.push(stored),
                 None => out.messages.push((key.clone(), vec![stored])),
@@ -142,7 +143,7 @@ pub(crate) fn apply_progress(tx: &Transaction<'_>, p: &RunProgress) -> Result<Pr
                 source: format!("notification:{transaction_id}"),
                 accepted_at: p.now,
             };
-            let seq = insert_event(tx, &event)?;
+            let seq = hot.insert_event(&event)?;
             out.events.push(StoredEvent { seq, event });
         }
     }
