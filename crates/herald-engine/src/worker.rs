@@ -106,9 +106,12 @@ impl Dispatch {
         accepted: Instant,
         permit: Option<OwnedSemaphorePermit>,
     ) {
-        let mut out = self.outbox();
-        out.push(event, accepted, permit);
-        out.send();
+        let i = self.shard(&event.event.dialog);
+        let _ = self.senders[i].send(Work::Events(vec![Queued {
+            event,
+            accepted,
+            permit,
+        }]));
     }
 
     /// Gathers events to queue together: a worker woken once for a committed batch's events

@@ -102,10 +102,7 @@ pub(crate) async fn run(
                     claim = Some(c);
                 },
                 r = accept_rx.recv(), if accept_open => match r {
-                    Some(r) => {
-                        accepts.push(r);
-                        pace.taken(1);
-                    }
+                    Some(r) => accepts.push(r),
                     None => {
                         accept_open = false;
                         // Every accepted event is committed: once the finisher has dispatched
@@ -119,13 +116,11 @@ pub(crate) async fn run(
                 },
             }
         }
-        let before = accepts.len();
         while accepts.len() < max
             && let Ok(r) = accept_rx.try_recv()
         {
             accepts.push(r);
         }
-        pace.taken(accepts.len() - before);
         while applies.len() < max
             && let Ok(a) = apply_rx.try_recv()
         {
@@ -140,9 +135,7 @@ pub(crate) async fn run(
         if accepts.is_empty() && applies.is_empty() && claim.is_none() {
             continue;
         }
-        if accepts.len() + applies.len() < max
-            && pace.wait_for_flush(&finish_tx, accepts.len()).await
-        {
+        if accepts.len() + applies.len() < max && pace.wait_for_flush(&finish_tx).await {
             // While the finisher flushes, more items arrived: they ride this commit.
             continue;
         }
@@ -152,6 +145,7 @@ pub(crate) async fn run(
             .drain(..)
             .map(|r| (r.item, (r.reply, r.permit)))
             .unzip();
+        pace.committing(waiting.len());
         let handled: Vec<HandledEvent> = applies.iter().map(|a| a.handled.clone()).collect();
         let started = Instant::now();
         // The watermark only shortens the scan for unhandled events at the next start, so it is
@@ -262,14 +256,10 @@ pub(crate) struct Pace {
     /// Signalled by the finisher each time it has flushed a group (before acting on it: the
     /// next commit need not wait for the answers and dispatches).
     done: tokio::sync::Notify,
-    /// Accept requests sent to the writer and not yet taken by it.
-    queued: std::sync::atomic::AtomicUsize,
-    /// Accept requests the writer has taken and holds while it waits for a flush (0 when it
-    /// does not wait).
-    held: std::sync::atomic::AtomicUsize,
-    /// Signalled by each arrival that finds `queued + held` at [`EARLY_COMMIT`] or more (the
-    /// writer sets `held` before it checks and waits, and arrivals add to `queued` before they
-    /// check `held`: with sequentially consistent accesses one side always sees the other).
+    /// Accept requests handed to the writer and not yet in a commit (queued, or gathered by the
+    /// writer while it waits).
+    uncommitted: std::sync::atomic::AtomicUsize,
+    /// Signalled by each arrival that brings `uncommitted` to [`EARLY_COMMIT`] or more.
     enough: tokio::sync::Notify,
 }
 
@@ -282,33 +272,21 @@ const EARLY_COMMIT: usize = 24;
 impl Pace {
     /// An accept request was queued for the writer.
     fn arrived(&self) {
-        let queued = self.queued.fetch_add(1, Ordering::SeqCst) + 1;
-        if queued + self.held.load(Ordering::SeqCst) >= EARLY_COMMIT {
+        if self.uncommitted.fetch_add(1, Ordering::AcqRel) + 1 >= EARLY_COMMIT {
             // A permit stored while the writer is not waiting costs it one more check.
             self.enough.notify_one();
         }
     }
 
-    /// The writer took `n` queued requests.
-    fn taken(&self, n: usize) {
-        self.queued.fetch_sub(n, Ordering::SeqCst);
+    /// The writer put `n` accept requests into a commit.
+    fn committing(&self, n: usize) {
+        self.uncommitted.fetch_sub(n, Ordering::AcqRel);
     }
 
     /// Waits while a committed batch is still waiting for its flush (unless it is the only one
-    /// and [`EARLY_COMMIT`] requests wait, counting the `gathered` ones); returns whether it
-    /// waited (the caller then gathers what arrived meanwhile before committing).
-    async fn wait_for_flush(
-        &self,
-        finish_tx: &mpsc::UnboundedSender<Finish>,
-        gathered: usize,
-    ) -> bool {
-        self.held.store(gathered, Ordering::SeqCst);
-        let waited = self.wait(finish_tx, gathered).await;
-        self.held.store(0, Ordering::SeqCst);
-        waited
-    }
-
-    async fn wait(&self, finish_tx: &mpsc::UnboundedSender<Finish>, gathered: usize) -> bool {
+    /// and [`EARLY_COMMIT`] requests wait); returns whether it waited (the caller then gathers
+    /// what arrived meanwhile before committing).
+    async fn wait_for_flush(&self, finish_tx: &mpsc::UnboundedSender<Finish>) -> bool {
         let mut waited = false;
         loop {
             let done = self.done.notified();
@@ -321,8 +299,7 @@ impl Pace {
             if unflushed == 0 || finish_tx.is_closed() {
                 return waited;
             }
-            let waiting = gathered + self.queued.load(Ordering::SeqCst);
-            if unflushed == 1 && waiting >= EARLY_COMMIT {
+            if unflushed == 1 && self.uncommitted.load(Ordering::Acquire) >= EARLY_COMMIT {
                 return waited;
             }
             waited = true;
