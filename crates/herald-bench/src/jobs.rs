@@ -44,14 +44,14 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail, ensure};
-use bytes::Bytes;
 use clap::{Args, ValueEnum};
 use futures_util::{StreamExt, TryStreamExt, stream};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use crate::client::{Conn, connect, get_json, reconnect, request_head};
+use crate::client::{connect, get_json, reconnect, request_head};
+use crate::load::timed_post;
 use crate::server::{ADMIN_TOKEN, JOBS_BOT_ID, JOBS_TRIGGER, Server};
 use crate::stats::{ErrorTally, LatencyHist, LatencySummary, Table, Target, per_sec, round3};
 use crate::{CommonArgs, with_server};
@@ -789,9 +789,16 @@ impl Bench {
                     }
                     let lead = ep.leads[(i % ep.leads.len() as u64) as usize];
                     let (body, due_ms) = due.body(lead, &mut rng);
-                    let (outcome, sent) = post(&mut sender, &ep, body).await;
+                    let (result, sent) = timed_post(
+                        &mut sender,
+                        &ep.head,
+                        &ep.path,
+                        body.as_bytes(),
+                        REQUEST_TIMEOUT,
+                    )
+                    .await;
                     let answered = sent.elapsed();
-                    match outcome {
+                    match result.map(|r| (r.status, r.body)) {
                         Ok((201, bytes)) => {
                             match serde_json::from_slice::<ScheduleAnswer>(&bytes) {
                                 Ok(a) => {
@@ -814,8 +821,8 @@ impl Bench {
                             tally.errors.status(status);
                             sample(&mut tally.error_samples, status, &bytes);
                         }
-                        Err(kind) => {
-                            tally.errors.kind(kind);
+                        Err(failure) => {
+                            failure.tally(&mut tally.errors);
                             match reconnect(ep.addr, Instant::now() + REQUEST_TIMEOUT).await {
                                 Some(s) => sender = s,
                                 None => break,
@@ -881,31 +888,6 @@ fn sample(samples: &mut Vec<String>, status: u16, body: &[u8]) {
             text.chars().take(300).collect::<String>()
         ));
     }
-}
-
-// ---------------------------------------------------------------------------------------------
-// Raw HTTP/1.1 client for schedule requests.
-
-/// Sends `POST /bots/jobs/jobs/schedule` with `body` and reads the whole response: the status
-/// and body, or the failure kind (`io`, `timeout`); and the instant the request was handed to
-/// the connection.
-async fn post(
-    conn: &mut Conn,
-    ep: &Endpoint,
-    body: String,
-) -> (Result<(u16, Bytes), &'static str>, Instant) {
-    let sent = Instant::now();
-    let outcome = match tokio::time::timeout(
-        REQUEST_TIMEOUT,
-        conn.post(&ep.path, &ep.head, body.as_bytes()),
-    )
-    .await
-    {
-        Ok(Ok(r)) => Ok((r.status, r.body)),
-        Ok(Err(_)) => Err("io"),
-        Err(_) => Err("timeout"),
-    };
-    (outcome, sent)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -14,7 +14,7 @@ use hyper::Uri;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-use crate::client::{Conn, connect, reconnect, request_head};
+use crate::client::{Conn, Response, connect, reconnect, request_head};
 use crate::stats::{ErrorTally, LatencyHist, Table, Target, per_sec, round3};
 
 /// Longest a single request may take before it counts as a `timeout` error.
@@ -65,6 +65,25 @@ impl Outcome {
     }
 }
 
+/// Sends `POST target` with `head` (see [`request_head`]) and `body` on `conn` and reads the
+/// whole response within `timeout`. Returns the response, or the failure as
+/// [`Outcome::Io`] / [`Outcome::Timeout`], and the instant the request was sent.
+pub async fn timed_post(
+    conn: &mut Conn,
+    head: &str,
+    target: &str,
+    body: &[u8],
+    timeout: Duration,
+) -> (Result<Response, Outcome>, Instant) {
+    let sent = Instant::now();
+    let result = match tokio::time::timeout(timeout, conn.post(target, head, body)).await {
+        Ok(Ok(resp)) => Ok(resp),
+        Ok(Err(_)) => Err(Outcome::Io),
+        Err(_) => Err(Outcome::Timeout),
+    };
+    (result, sent)
+}
+
 /// Sends `POST <path>` with a JSON `body` on `conn` and reads the whole response.
 /// Returns the outcome and the instant the request was sent.
 pub async fn post(
@@ -74,15 +93,11 @@ pub async fn post(
     body: Bytes,
 ) -> (Outcome, Instant) {
     let target = path.path_and_query().map_or("/", |p| p.as_str());
-    let sent = Instant::now();
-    let outcome =
-        match tokio::time::timeout(REQUEST_TIMEOUT, conn.post(target, &endpoint.head, &body)).await
-        {
-            Ok(Ok(resp)) => Outcome::Status(resp.status),
-            Ok(Err(_)) => Outcome::Io,
-            Err(_) => Outcome::Timeout,
-        };
-    (outcome, sent)
+    let (result, sent) = timed_post(conn, &endpoint.head, target, &body, REQUEST_TIMEOUT).await;
+    (
+        result.map_or_else(|o| o, |r| Outcome::Status(r.status)),
+        sent,
+    )
 }
 
 /// What a closed-loop phase did.
