@@ -1127,7 +1127,8 @@ async fn a_webhook_step_is_signed_retried_after_a_503_with_the_same_id_and_shown
 
 #[tokio::test]
 async fn a_webhook_refused_with_400_becomes_a_dead_letter_that_retry_sends_again() {
-    let sink = HookSink::start(|_| (400, None)).await;
+    // Refused twice, then taken.
+    let sink = HookSink::start(|n| if n <= 2 { (400, None) } else { (200, None) }).await;
     let n = novu_real(|_| {}).await;
     n.trigger(json!({"name": "hook", "to": "dan", "payload": {"url": sink.url}, "transactionId": "tx-dead"}))
         .await;
@@ -1161,7 +1162,15 @@ async fn a_webhook_refused_with_400_becomes_a_dead_letter_that_retry_sends_again
         .post(&format!("/api/v1/deliveries/{id}/retry"), json!({}))
         .await;
     assert_eq!(s, 200, "a dead letter again: {v}");
-    // Retrying what is not a dead letter (now pending) is refused; an unknown id is not found.
+    sink.wait_for(3).await;
+    eventually("the second retry to be delivered", async || {
+        deliveries(&n)
+            .await
+            .into_iter()
+            .find(|d| d["id"] == id && d["status"] == "delivered")
+    })
+    .await;
+    // Retrying what is not a dead letter is refused; an unknown id is not found.
     let (s, v) = n
         .server
         .post(&format!("/api/v1/deliveries/{id}/retry"), json!({}))
