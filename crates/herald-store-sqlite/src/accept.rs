@@ -4,6 +4,7 @@
 use herald_store::*;
 use rusqlite::{CachedStatement, OptionalExtension, Transaction, params};
 
+use crate::chain::Chain;
 use crate::conn::backend;
 use crate::rows::{PUSHBACK_COLUMNS, pushback_row};
 
@@ -11,10 +12,12 @@ const INSERT_EVENT: &str =
     "INSERT INTO events (id, channel_type, bot_id, chat_id, payload, source, accepted_at)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)";
 const INSERT_MESSAGE: &str =
-    "INSERT INTO messages (dialog_id, direction, text, buttons, ts) VALUES (?1, ?2, ?3, ?4, ?5)";
-const FIND_DIALOG: &str =
-    "SELECT id, contact_id FROM dialogs WHERE channel_type = ?1 AND bot_id = ?2 AND chat_id = ?3";
-const UPDATE_DIALOG: &str = "UPDATE dialogs SET state = ?2, session = ?3, updated_at = ?4, handled_seq = MAX(handled_seq, ?5)
+    "INSERT INTO messages (dialog_id, direction, text, buttons, ts, prev_id)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+const FIND_DIALOG: &str = "SELECT id, last_message_id, message_count, contact_id FROM dialogs
+     WHERE channel_type = ?1 AND bot_id = ?2 AND chat_id = ?3";
+const UPDATE_DIALOG: &str = "UPDATE dialogs SET state = ?2, session = ?3, updated_at = ?4, handled_seq = MAX(handled_seq, ?5),
+     last_message_id = ?6, message_count = ?7
      WHERE id = ?1";
 const USE_PUSHBACK: &str =
     "UPDATE pushbacks SET uses = uses + 1, last_used_at = ?2 WHERE rowid = ?1";
@@ -79,24 +82,29 @@ impl<'t> Hot<'t> {
         Ok(self.tx.last_insert_rowid())
     }
 
-    pub(crate) fn insert_message(
+    /// Appends a message to a dialog's chain; the caller writes the chain's new end into the
+    /// dialog row before the transaction commits.
+    pub(crate) fn append_message(
         &mut self,
-        dialog_id: i64,
+        chain: &mut Chain,
         dir: Direction,
         m: &NewMessage,
     ) -> Result<StoredMessage> {
         let buttons = serde_json::to_string(&m.buttons).map_err(backend)?;
         stmt(self.tx, &mut self.message, INSERT_MESSAGE)?
             .execute(params![
-                dialog_id,
+                chain.dialog_id,
                 if dir == Direction::In { "in" } else { "out" },
                 m.text,
                 buttons,
-                m.ts.as_millisecond()
+                m.ts.as_millisecond(),
+                chain.last
             ])
             .map_err(backend)?;
+        let id = self.tx.last_insert_rowid();
+        chain.linked(self.tx, id)?;
         Ok(StoredMessage {
-            id: self.tx.last_insert_rowid(),
+            id,
             direction: dir,
             text: m.text.clone(),
             buttons: m.buttons.clone(),
@@ -255,26 +263,20 @@ pub(crate) fn remember_key(
     Ok(())
 }
 
-/// Writes the dialog's new state (creating it and its contact on first sight); returns
-/// `(dialog id, contact id)`.
-fn upsert_dialog(hot: &mut Hot<'_>, h: &HandledEvent, now_ms: i64) -> Result<(i64, i64)> {
+/// The dialog an event was handled in, created with its contact on first sight; returns its
+/// chain and contact id. [`save_dialog`] writes its new state once its messages are stored.
+fn open_dialog(hot: &mut Hot<'_>, h: &HandledEvent, now_ms: i64) -> Result<(Chain, i64)> {
     let tx = hot.tx;
     let key = &h.dialog;
-    let session = h.session.to_string();
-    // A lookup and an update by rowid rather than `UPDATE … RETURNING` (see `FIND_PUSHBACK`).
-    let found: Option<(i64, i64)> = stmt(tx, &mut hot.find_dialog, FIND_DIALOG)?
-        .query_row(params![key.channel_type, key.bot_id, key.chat_id], |r| {
-            Ok((r.get(0)?, r.get(1)?))
-        })
+    let found = stmt(tx, &mut hot.find_dialog, FIND_DIALOG)?
+        .query_row(
+            params![key.channel_type, key.bot_id, key.chat_id],
+            Chain::from_row,
+        )
         .optional()
         .map_err(backend)?;
-    if let Some((id, _)) = found {
-        stmt(tx, &mut hot.update_dialog, UPDATE_DIALOG)?
-            .execute(params![id, h.state, session, now_ms, h.seq])
-            .map_err(backend)?;
-    }
-    if let Some(ids) = found {
-        return Ok(ids);
+    if let Some(found) = found {
+        return Ok(found);
     }
     tx.prepare_cached("INSERT INTO contacts (id, created_at) VALUES (?1, ?2)")
         .map_err(backend)?
@@ -282,13 +284,41 @@ fn upsert_dialog(hot: &mut Hot<'_>, h: &HandledEvent, now_ms: i64) -> Result<(i6
         .map_err(backend)?;
     let contact_id = tx.last_insert_rowid();
     tx.prepare_cached(
-        "INSERT INTO dialogs (channel_type, bot_id, chat_id, contact_id, state, session, handled_seq, created_at, updated_at)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8)",
+        "INSERT INTO dialogs (channel_type, bot_id, chat_id, contact_id, created_at, updated_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
     )
     .map_err(backend)?
-    .execute(params![key.channel_type, key.bot_id, key.chat_id, contact_id, h.state, session, h.seq, now_ms])
+    .execute(params![
+        key.channel_type,
+        key.bot_id,
+        key.chat_id,
+        contact_id,
+        now_ms
+    ])
     .map_err(backend)?;
-    Ok((tx.last_insert_rowid(), contact_id))
+    let chain = Chain {
+        dialog_id: tx.last_insert_rowid(),
+        last: 0,
+        count: 0,
+    };
+    Ok((chain, contact_id))
+}
+
+/// Writes the dialog's state after handling `h`, with the end of its message chain.
+fn save_dialog(hot: &mut Hot<'_>, h: &HandledEvent, chain: &Chain, now_ms: i64) -> Result<()> {
+    // An update by rowid after a lookup rather than `UPDATE … RETURNING` (see `FIND_PUSHBACK`).
+    stmt(hot.tx, &mut hot.update_dialog, UPDATE_DIALOG)?
+        .execute(params![
+            chain.dialog_id,
+            h.state,
+            h.session.to_string(),
+            now_ms,
+            h.seq,
+            chain.last,
+            chain.count
+        ])
+        .map_err(backend)?;
+    Ok(())
 }
 
 pub(crate) fn apply_batch(hot: &mut Hot<'_>, handled: Vec<HandledEvent>) -> Result<Vec<Applied>> {
@@ -296,7 +326,7 @@ pub(crate) fn apply_batch(hot: &mut Hot<'_>, handled: Vec<HandledEvent>) -> Resu
     let now_ms = jiff::Timestamp::now().as_millisecond();
     let mut out = Vec::with_capacity(handled.len());
     for h in handled {
-        let (dialog_id, contact_id) = upsert_dialog(hot, &h, now_ms)?;
+        let (mut chain, contact_id) = open_dialog(hot, &h, now_ms)?;
         if let Some(client) = &h.client {
             tx.prepare_cached("UPDATE contacts SET data = ?2 WHERE id = ?1")
                 .map_err(backend)?
@@ -329,12 +359,13 @@ pub(crate) fn apply_batch(hot: &mut Hot<'_>, handled: Vec<HandledEvent>) -> Resu
             )?;
         }
         if let Some(m) = &h.incoming {
-            hot.insert_message(dialog_id, Direction::In, m)?;
+            hot.append_message(&mut chain, Direction::In, m)?;
         }
         let mut replies = Vec::with_capacity(h.replies.len());
         for m in &h.replies {
-            replies.push(hot.insert_message(dialog_id, Direction::Out, m)?);
+            replies.push(hot.append_message(&mut chain, Direction::Out, m)?);
         }
+        save_dialog(hot, &h, &chain, now_ms)?;
         let mut raised = Vec::with_capacity(h.raise.len());
         for e in h.raise {
             let seq = hot.insert_event(&e)?;

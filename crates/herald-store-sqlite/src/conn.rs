@@ -294,6 +294,11 @@ impl Pool {
 }
 
 fn migrate(conn: &mut Connection) -> Result<()> {
+    migrate_to(conn, i64::MAX)
+}
+
+/// Runs the pending migrations up to version `last`.
+pub(crate) fn migrate_to(conn: &mut Connection, last: i64) -> Result<()> {
     conn.execute_batch(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER NOT NULL)",
     )
@@ -306,7 +311,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         )
         .map_err(backend)?;
     for (version, sql) in MIGRATIONS {
-        if *version <= current {
+        if *version <= current || *version > last {
             continue;
         }
         let tx = conn

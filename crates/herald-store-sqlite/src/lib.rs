@@ -2,6 +2,7 @@
 //! Each trait call is one transaction; the engine batches, so one call carries many events.
 
 mod accept;
+mod chain;
 mod conn;
 mod jobs;
 mod migrations;
@@ -164,21 +165,11 @@ impl Store for SqliteStore {
         let key = key.clone();
         self.pool
             .read(move |c| {
-                let mut st = c
-                    .prepare_cached(
-                        "SELECT m.id, m.direction, m.text, m.buttons, m.ts FROM messages m
-                         JOIN dialogs d ON d.id = m.dialog_id
-                         WHERE d.channel_type = ?1 AND d.bot_id = ?2 AND d.chat_id = ?3 AND m.id > ?4
-                         ORDER BY m.id LIMIT ?5",
-                    )
-                    .map_err(backend)?;
-                let rows = st
-                    .query_map(
-                        params![key.channel_type, key.bot_id, key.chat_id, after, limit as i64],
-                        message_row,
-                    )
-                    .map_err(backend)?;
-                rows.map(|r| r.map_err(backend)?).collect()
+                let tx = c.unchecked_transaction().map_err(backend)?;
+                match chain::Chain::find(&tx, &key)? {
+                    Some((chain, _)) => chain.read(&tx, after, limit, false),
+                    None => Ok(Vec::new()),
+                }
             })
             .await
     }
@@ -187,22 +178,11 @@ impl Store for SqliteStore {
         let key = key.clone();
         self.pool
             .read(move |c| {
-                let mut st = c
-                    .prepare_cached(
-                        "SELECT m.id, m.direction, m.text, m.buttons, m.ts FROM messages m
-                         JOIN dialogs d ON d.id = m.dialog_id
-                         WHERE d.channel_type = ?1 AND d.bot_id = ?2 AND d.chat_id = ?3
-                           AND m.id > d.acked_upto AND m.direction = 'out'
-                         ORDER BY m.id LIMIT ?4",
-                    )
-                    .map_err(backend)?;
-                let rows = st
-                    .query_map(
-                        params![key.channel_type, key.bot_id, key.chat_id, limit as i64],
-                        message_row,
-                    )
-                    .map_err(backend)?;
-                rows.map(|r| r.map_err(backend)?).collect()
+                let tx = c.unchecked_transaction().map_err(backend)?;
+                match chain::Chain::find(&tx, &key)? {
+                    Some((chain, acked_upto)) => chain.read(&tx, acked_upto, limit, true),
+                    None => Ok(Vec::new()),
+                }
             })
             .await
     }

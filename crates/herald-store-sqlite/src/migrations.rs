@@ -251,4 +251,38 @@ CREATE INDEX deliveries_due ON deliveries(next_attempt_at) WHERE status = 'pendi
 CREATE INDEX feed_notification ON feed(notification_id);
 "#,
     ),
+    (
+        5,
+        // Messages as per-dialog chains (see `chain.rs`): the `messages_dialog` index, one
+        // random leaf page written per message, gives way to a back pointer in each message, the
+        // chain's end in the dialog row (written per handled event anyway) and an anchor every
+        // 64th message of a dialog. Existing messages are chained in id order.
+        r#"
+ALTER TABLE dialogs ADD COLUMN last_message_id INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE dialogs ADD COLUMN message_count INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE messages ADD COLUMN prev_id INTEGER NOT NULL DEFAULT 0;
+
+CREATE TABLE message_anchors (
+    dialog_id INTEGER NOT NULL,
+    id        INTEGER NOT NULL,
+    PRIMARY KEY (dialog_id, id)
+) WITHOUT ROWID;
+
+CREATE TEMP TABLE chained AS
+SELECT id, dialog_id,
+       LAG(id, 1, 0) OVER w AS prev,
+       ROW_NUMBER() OVER w AS n
+FROM messages
+WINDOW w AS (PARTITION BY dialog_id ORDER BY id);
+
+UPDATE messages SET prev_id = chained.prev FROM chained WHERE chained.id = messages.id;
+INSERT INTO message_anchors (dialog_id, id) SELECT dialog_id, id FROM chained WHERE n % 64 = 0;
+UPDATE dialogs SET last_message_id = ends.last, message_count = ends.n
+FROM (SELECT dialog_id, MAX(id) AS last, COUNT(*) AS n FROM messages GROUP BY dialog_id) AS ends
+WHERE ends.dialog_id = dialogs.id;
+DROP TABLE chained;
+
+DROP INDEX messages_dialog;
+"#,
+    ),
 ];

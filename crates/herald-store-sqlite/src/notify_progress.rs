@@ -126,7 +126,9 @@ pub(crate) fn apply_progress(hot: &mut Hot<'_>, p: &RunProgress) -> Result<Progr
                 buttons: Vec::new(),
                 ts: p.now,
             };
-            let stored = hot.insert_message(dialog_id, Direction::Out, &m)?;
+            let mut chain = crate::chain::Chain::load(tx, dialog_id)?;
+            let stored = hot.append_message(&mut chain, Direction::Out, &m)?;
+            chain.save(tx)?;
             match out.messages.iter_mut().find(|(k, _)| *k == key) {
                 Some((_, list)) => list.push(stored),
                 None => out.messages.push((key.clone(), vec![stored])),

@@ -64,6 +64,7 @@ pub async fn run_all(store: &dyn Store) {
     idempotency_key_returns_the_first_event(store).await;
     applying_creates_dialog_stores_replies_and_marks_handled(store).await;
     acknowledged_messages_are_not_replayed(store).await;
+    long_dialogs_read_in_pages(store).await;
     pushbacks_can_be_listed_and_revoked(store).await;
     jobs::due_jobs_are_claimed_once_and_runs_recorded(store).await;
     jobs::cancel_wins_over_a_queued_run(store).await;
@@ -139,25 +140,30 @@ async fn unflushed_commits_are_visible_and_flush(store: &dyn Store) {
     handle_all(store).await;
 }
 
+/// Event `seq` handled in `dialog` with no reply and no change.
+fn handled_quietly(seq: i64, dialog: DialogKey) -> HandledEvent {
+    HandledEvent {
+        seq,
+        dialog,
+        state: None,
+        session: json!({}),
+        client: None,
+        incoming: None,
+        replies: vec![],
+        raise: vec![],
+        tags: None,
+        schedule: vec![],
+        cancel: vec![],
+        run: None,
+        contact_id: None,
+    }
+}
+
 async fn handle_all(store: &dyn Store) {
     let pending = store.unhandled_events(0, 10_000).await.expect("unhandled");
     let handled = pending
         .into_iter()
-        .map(|e| HandledEvent {
-            seq: e.seq,
-            dialog: e.event.dialog,
-            state: None,
-            session: json!({}),
-            client: None,
-            incoming: None,
-            replies: vec![],
-            raise: vec![],
-            tags: None,
-            schedule: vec![],
-            cancel: vec![],
-            run: None,
-            contact_id: None,
-        })
+        .map(|e| handled_quietly(e.seq, e.event.dialog))
         .collect();
     store.apply(handled).await.expect("apply");
     assert!(
@@ -410,6 +416,119 @@ async fn acknowledged_messages_are_not_replayed(store: &dyn Store) {
             .len(),
         1,
         "ack never moves back"
+    );
+}
+
+/// Three dialogs whose messages interleave, some long enough to span several hundred
+/// messages: every page, from every starting point, holds that dialog's messages in order.
+async fn long_dialogs_read_in_pages(store: &dyn Store) {
+    const CHATS: [&str; 3] = ["chat-l0", "chat-l1", "chat-l2"];
+    let chat_of = |i: usize| CHATS[if i.is_multiple_of(5) { 0 } else { i % 3 }];
+    let total = 420;
+    let accepted = store
+        .accept(
+            (0..total)
+                .map(|i| AcceptItem::Event(event(&format!("l{i}"), chat_of(i), "x")))
+                .collect(),
+        )
+        .await
+        .expect("accept");
+    let now = Timestamp::now();
+    let msg = |t: String| NewMessage {
+        text: t,
+        buttons: vec![],
+        ts: now,
+    };
+    // Expected (text, direction) per chat, in the order written.
+    let mut expected: Vec<Vec<(String, Direction)>> = vec![Vec::new(); CHATS.len()];
+    let mut handled = Vec::new();
+    for (i, out) in accepted.iter().enumerate() {
+        let AcceptOutcome::Accepted(e) = out else {
+            panic!("not accepted: {out:?}")
+        };
+        let chat = chat_of(i);
+        let slot = CHATS.iter().position(|c| *c == chat).expect("chat");
+        let incoming = (!i.is_multiple_of(4)).then(|| format!("in {i}"));
+        let replies: Vec<String> = (0..i % 3).map(|r| format!("out {i}.{r}")).collect();
+        expected[slot].extend(incoming.iter().map(|t| (t.clone(), Direction::In)));
+        expected[slot].extend(replies.iter().map(|t| (t.clone(), Direction::Out)));
+        handled.push(HandledEvent {
+            incoming: incoming.map(msg),
+            replies: replies.into_iter().map(msg).collect(),
+            ..handled_quietly(e.seq, key(chat))
+        });
+    }
+    // Several batches, so a dialog's messages span commits.
+    while !handled.is_empty() {
+        let rest = handled.split_off(handled.len().min(97));
+        store.apply(handled).await.expect("apply");
+        handled = rest;
+    }
+    let texts = |m: &[StoredMessage]| -> Vec<(String, Direction)> {
+        m.iter().map(|m| (m.text.clone(), m.direction)).collect()
+    };
+    for (slot, chat) in CHATS.iter().enumerate() {
+        let all = store
+            .list_messages(&key(chat), 0, 1000)
+            .await
+            .expect("list");
+        assert_eq!(
+            texts(&all),
+            expected[slot],
+            "{chat}: all messages, in order"
+        );
+        assert!(
+            all.windows(2).all(|w| w[0].id < w[1].id),
+            "{chat}: ids grow"
+        );
+        for limit in [1, 7, 63, 64, 65, 130] {
+            let mut paged = Vec::new();
+            let mut after = 0;
+            loop {
+                let page = store
+                    .list_messages(&key(chat), after, limit)
+                    .await
+                    .expect("page");
+                assert!(page.len() <= limit, "{chat}: a page holds at most {limit}");
+                let Some(last) = page.last() else { break };
+                after = last.id;
+                paged.extend(page);
+            }
+            assert_eq!(paged, all, "{chat}: pages of {limit} add up to the whole");
+        }
+        for start in [1, 63, 64, 65, 200] {
+            let Some(from) = all.get(start) else { continue };
+            let rest = store
+                .list_messages(&key(chat), from.id, 50)
+                .await
+                .expect("list after");
+            let want: Vec<_> = all[start + 1..].iter().take(50).cloned().collect();
+            assert_eq!(rest, want, "{chat}: 50 after message #{start}");
+        }
+        // The reader acknowledged a third of the way in: replays are the outgoing ones after.
+        let acked = all[all.len() / 3].id;
+        ack(store, chat, acked).await;
+        let out_after: Vec<StoredMessage> = all
+            .iter()
+            .filter(|m| m.id > acked && m.direction == Direction::Out)
+            .cloned()
+            .collect();
+        for limit in [5, 64, 1000] {
+            let replay = store
+                .unacked_messages(&key(chat), limit)
+                .await
+                .expect("unacked");
+            let want: Vec<_> = out_after.iter().take(limit).cloned().collect();
+            assert_eq!(replay, want, "{chat}: first {limit} unacknowledged replies");
+        }
+    }
+    assert!(
+        store
+            .list_messages(&key("chat-none"), 0, 10)
+            .await
+            .expect("list")
+            .is_empty(),
+        "no dialog, no messages"
     );
 }
 

@@ -208,7 +208,7 @@ pub enum Direction {
     Out,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct StoredMessage {
     pub id: i64,
     pub direction: Direction,
