@@ -14,7 +14,8 @@
 //! Reading the messages after id `X`, oldest first, walks back from an end to `X` along the
 //! back pointers. The end is the anchor far enough past `X` to cover the page asked for, or the
 //! chain's last message; a read of `limit` messages looks at no more than `limit + 127` of them,
-//! however long the dialog is.
+//! however long the dialog is. (Replaying outgoing messages only also walks past the incoming
+//! ones between them.)
 
 use herald_store::*;
 use rusqlite::{Connection, OptionalExtension, Transaction, params};
@@ -122,7 +123,8 @@ impl Chain {
         let mut anchor = c.prepare_cached(ANCHOR_PAST).map_err(backend)?;
         let mut message = c.prepare_cached(MESSAGE).map_err(backend)?;
         let mut out = Vec::new();
-        let mut from = after;
+        // Ids start at 1: an `after` below 0 asks for the whole chain, as 0 does.
+        let mut from = after.max(0);
         while out.len() < limit && from < self.last {
             let need = limit - out.len();
             let skip = need.div_ceil(ANCHOR_EVERY as usize) as i64;
@@ -136,8 +138,15 @@ impl Chain {
             let mut window = Vec::new();
             let mut id = end;
             while id > from {
+                // Only kept messages are decoded.
                 let (m, prev) = message
-                    .query_row(params![id], |r| Ok((message_row(r)?, r.get::<_, i64>(5)?)))
+                    .query_row(params![id], |r| {
+                        let keep = !out_only || r.get_ref(1)?.as_str()? == "out";
+                        Ok((
+                            keep.then(|| message_row(r)).transpose()?,
+                            r.get::<_, i64>(5)?,
+                        ))
+                    })
                     .optional()
                     .map_err(backend)?
                     .ok_or_else(|| {
@@ -152,9 +161,8 @@ impl Chain {
                         self.dialog_id
                     )));
                 }
-                let m = m?;
-                if !out_only || m.direction == Direction::Out {
-                    window.push(m);
+                if let Some(m) = m {
+                    window.push(m?);
                 }
                 id = prev;
             }
@@ -169,6 +177,56 @@ impl Chain {
 mod tests {
     use super::*;
     use crate::conn::migrate_to;
+
+    /// Messages written through the batch path: every 64th message of a dialog, and only
+    /// those, is an anchor; the dialog row holds the chain's end and length.
+    #[test]
+    fn the_write_path_anchors_every_64th_message() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut c = Connection::open(dir.path().join("new.db")).expect("open");
+        migrate_to(&mut c, i64::MAX).expect("schema");
+        let key = |n: usize| DialogKey::new("chatwidget", "bot", &format!("c{n}"));
+        let msg = |t: String| NewMessage {
+            text: t,
+            buttons: vec![],
+            ts: jiff::Timestamp::now(),
+        };
+        // Dialog 0 gets an incoming message and a reply per event, dialog 1 a reply; two
+        // batches, so chains continue across commits.
+        for batch in 0..2 {
+            let tx = c.transaction().expect("tx");
+            let handled = (0..150)
+                .map(|i| HandledEvent {
+                    incoming: (i % 2 == 0).then(|| msg(format!("in {batch}.{i}"))),
+                    replies: vec![msg(format!("out {batch}.{i}"))],
+                    ..HandledEvent::quiet(batch * 150 + i + 1, key(i as usize % 2))
+                })
+                .collect();
+            crate::accept::apply_batch(&mut crate::accept::Hot::new(&tx), handled).expect("apply");
+            tx.commit().expect("commit");
+        }
+        for (n, expected) in [(0usize, 300i64), (1, 150)] {
+            let (chain, _) = Chain::find(&c, &key(n)).expect("find").expect("dialog");
+            assert_eq!(chain.count, expected, "dialog {n}: its length");
+            let ids: Vec<i64> = chain
+                .read(&c, 0, 1000, false)
+                .expect("read")
+                .iter()
+                .map(|m| m.id)
+                .collect();
+            assert_eq!(ids.len() as i64, expected);
+            assert_eq!(chain.last, *ids.last().expect("some"));
+            let want: Vec<i64> = ids.iter().skip(63).step_by(64).copied().collect();
+            let anchors: Vec<i64> = c
+                .prepare("SELECT id FROM message_anchors WHERE dialog_id = ?1 ORDER BY id")
+                .expect("prepare")
+                .query_map([chain.dialog_id], |r| r.get(0))
+                .expect("anchors")
+                .collect::<rusqlite::Result<_>>()
+                .expect("rows");
+            assert_eq!(anchors, want, "dialog {n}: anchors at messages 64, 128, …");
+        }
+    }
 
     /// A database written before messages were chained: migration 5 chains what is there.
     #[test]

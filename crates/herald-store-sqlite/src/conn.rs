@@ -283,7 +283,11 @@ impl Pool {
                 None => pool.open_reader()?,
             };
             let out = f(&conn);
-            if let Ok(mut idle) = pool.readers.lock() {
+            // A connection left inside a transaction (a failed rollback) would read an old
+            // snapshot from then on: it is closed instead of reused.
+            if conn.is_autocommit()
+                && let Ok(mut idle) = pool.readers.lock()
+            {
                 idle.push(conn);
             }
             out
@@ -310,6 +314,15 @@ pub(crate) fn migrate_to(conn: &mut Connection, last: i64) -> Result<()> {
             |r| r.get(0),
         )
         .map_err(backend)?;
+    let known = MIGRATIONS.last().map_or(0, |(v, _)| *v);
+    if current > known {
+        // An older Herald would write rows the newer schema's invariants do not expect (e.g.
+        // messages left out of their dialog's chain).
+        return Err(StoreError::Backend(format!(
+            "the database's schema is version {current}, newer than this Herald's ({known}): \
+             it was written by a newer Herald, which is the one to run on it"
+        )));
+    }
     for (version, sql) in MIGRATIONS {
         if *version <= current || *version > last {
             continue;

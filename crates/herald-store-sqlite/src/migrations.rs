@@ -273,6 +273,7 @@ SELECT id, dialog_id,
        LAG(id, 1, 0) OVER w AS prev,
        ROW_NUMBER() OVER w AS n
 FROM messages
+WHERE dialog_id IN (SELECT id FROM dialogs)
 WINDOW w AS (PARTITION BY dialog_id ORDER BY id);
 
 UPDATE messages SET prev_id = chained.prev FROM chained WHERE chained.id = messages.id;
@@ -282,7 +283,7 @@ FROM (SELECT dialog_id, MAX(id) AS last, COUNT(*) AS n FROM messages GROUP BY di
 WHERE ends.dialog_id = dialogs.id;
 DROP TABLE chained;
 
-DROP INDEX messages_dialog;
+DROP INDEX IF EXISTS messages_dialog;
 "#,
     ),
 ];

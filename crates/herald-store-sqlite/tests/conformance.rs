@@ -27,3 +27,21 @@ async fn reopening_runs_no_migration_twice_and_keeps_data() {
         "every committed event, flushed or not, is there after a reopen"
     );
 }
+
+#[tokio::test]
+async fn a_database_of_a_newer_herald_is_refused() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("herald.db");
+    drop(SqliteStore::open(&path, Synchronous::Full).expect("open"));
+    rusqlite::Connection::open(&path)
+        .expect("raw open")
+        .execute(
+            "INSERT INTO schema_migrations (version, applied_at) VALUES (9999, 0)",
+            [],
+        )
+        .expect("a future migration");
+    let err = SqliteStore::open(&path, Synchronous::Full)
+        .err()
+        .expect("a newer schema is refused");
+    assert!(err.to_string().contains("version 9999, newer"), "{err}");
+}

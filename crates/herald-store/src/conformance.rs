@@ -140,30 +140,11 @@ async fn unflushed_commits_are_visible_and_flush(store: &dyn Store) {
     handle_all(store).await;
 }
 
-/// Event `seq` handled in `dialog` with no reply and no change.
-fn handled_quietly(seq: i64, dialog: DialogKey) -> HandledEvent {
-    HandledEvent {
-        seq,
-        dialog,
-        state: None,
-        session: json!({}),
-        client: None,
-        incoming: None,
-        replies: vec![],
-        raise: vec![],
-        tags: None,
-        schedule: vec![],
-        cancel: vec![],
-        run: None,
-        contact_id: None,
-    }
-}
-
 async fn handle_all(store: &dyn Store) {
     let pending = store.unhandled_events(0, 10_000).await.expect("unhandled");
     let handled = pending
         .into_iter()
-        .map(|e| handled_quietly(e.seq, e.event.dialog))
+        .map(|e| HandledEvent::quiet(e.seq, e.event.dialog))
         .collect();
     store.apply(handled).await.expect("apply");
     assert!(
@@ -455,7 +436,7 @@ async fn long_dialogs_read_in_pages(store: &dyn Store) {
         handled.push(HandledEvent {
             incoming: incoming.map(msg),
             replies: replies.into_iter().map(msg).collect(),
-            ..handled_quietly(e.seq, key(chat))
+            ..HandledEvent::quiet(e.seq, key(chat))
         });
     }
     // Several batches, so a dialog's messages span commits.
@@ -522,6 +503,23 @@ async fn long_dialogs_read_in_pages(store: &dyn Store) {
             assert_eq!(replay, want, "{chat}: first {limit} unacknowledged replies");
         }
     }
+    let all = store
+        .list_messages(&key(CHATS[0]), 0, 1000)
+        .await
+        .expect("list");
+    let below_zero = store
+        .list_messages(&key(CHATS[0]), -5, 1000)
+        .await
+        .expect("list after -5");
+    assert_eq!(below_zero, all, "after a negative id: everything");
+    assert!(
+        store
+            .list_messages(&key(CHATS[0]), 0, 0)
+            .await
+            .expect("list 0")
+            .is_empty(),
+        "limit 0: nothing"
+    );
     assert!(
         store
             .list_messages(&key("chat-none"), 0, 10)
