@@ -268,20 +268,21 @@ CREATE TABLE message_anchors (
     PRIMARY KEY (dialog_id, id)
 ) WITHOUT ROWID;
 
-CREATE TEMP TABLE chained AS
-SELECT id, dialog_id,
-       LAG(id, 1, 0) OVER w AS prev,
-       ROW_NUMBER() OVER w AS n
-FROM messages
-WHERE dialog_id IN (SELECT id FROM dialogs)
-WINDOW w AS (PARTITION BY dialog_id ORDER BY id);
-
-UPDATE messages SET prev_id = chained.prev FROM chained WHERE chained.id = messages.id;
-INSERT INTO message_anchors (dialog_id, id) SELECT dialog_id, id FROM chained WHERE n % 64 = 0;
-UPDATE dialogs SET last_message_id = ends.last, message_count = ends.n
-FROM (SELECT dialog_id, MAX(id) AS last, COUNT(*) AS n FROM messages GROUP BY dialog_id) AS ends
-WHERE ends.dialog_id = dialogs.id;
-DROP TABLE chained;
+-- Each step is a seek per row on the old index, so memory stays flat however many
+-- messages there are; the window function's partitions are single dialogs.
+UPDATE messages SET prev_id = COALESCE(
+    (SELECT MAX(p.id) FROM messages p WHERE p.dialog_id = messages.dialog_id AND p.id < messages.id),
+    0);
+INSERT INTO message_anchors (dialog_id, id)
+SELECT dialog_id, id FROM (
+    SELECT dialog_id, id, ROW_NUMBER() OVER (PARTITION BY dialog_id ORDER BY id) AS n
+    FROM messages
+    WHERE dialog_id IN (SELECT id FROM dialogs)
+)
+WHERE n % 64 = 0;
+UPDATE dialogs SET
+    last_message_id = COALESCE((SELECT MAX(id) FROM messages WHERE dialog_id = dialogs.id), 0),
+    message_count = (SELECT COUNT(*) FROM messages WHERE dialog_id = dialogs.id);
 
 DROP INDEX IF EXISTS messages_dialog;
 "#,
