@@ -199,7 +199,12 @@ mod tests {
                 .map(|i| HandledEvent {
                     incoming: (i % 2 == 0).then(|| msg(format!("in {batch}.{i}"))),
                     replies: vec![msg(format!("out {batch}.{i}"))],
-                    ..HandledEvent::quiet(batch * 150 + i + 1, key(i as usize % 2))
+                    ..HandledEvent::unchanged(
+                        batch * 150 + i + 1,
+                        key(i as usize % 2),
+                        None,
+                        serde_json::json!({}),
+                    )
                 })
                 .collect();
             crate::accept::apply_batch(&mut crate::accept::Hot::new(&tx), handled).expect("apply");

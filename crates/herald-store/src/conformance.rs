@@ -144,7 +144,7 @@ async fn handle_all(store: &dyn Store) {
     let pending = store.unhandled_events(0, 10_000).await.expect("unhandled");
     let handled = pending
         .into_iter()
-        .map(|e| HandledEvent::quiet(e.seq, e.event.dialog))
+        .map(|e| HandledEvent::unchanged(e.seq, e.event.dialog, None, json!({})))
         .collect();
     store.apply(handled).await.expect("apply");
     assert!(
@@ -436,7 +436,7 @@ async fn long_dialogs_read_in_pages(store: &dyn Store) {
         handled.push(HandledEvent {
             incoming: incoming.map(msg),
             replies: replies.into_iter().map(msg).collect(),
-            ..HandledEvent::quiet(e.seq, key(chat))
+            ..HandledEvent::unchanged(e.seq, key(chat), None, json!({}))
         });
     }
     // Several batches, so a dialog's messages span commits.

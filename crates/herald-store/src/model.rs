@@ -168,27 +168,6 @@ pub struct HandledEvent {
 }
 
 impl HandledEvent {
-    /// Event `seq` handled in `dialog` with no reply and nothing changed.
-    pub fn quiet(seq: i64, dialog: DialogKey) -> Self {
-        Self {
-            seq,
-            dialog,
-            state: None,
-            session: serde_json::json!({}),
-            client: None,
-            incoming: None,
-            replies: vec![],
-            raise: vec![],
-            tags: None,
-            schedule: vec![],
-            cancel: vec![],
-            run: None,
-            contact_id: None,
-        }
-    }
-}
-
-impl HandledEvent {
     /// A result that changes nothing but the dialog's handled mark.
     pub fn unchanged(seq: i64, dialog: DialogKey, state: Option<String>, session: Value) -> Self {
         Self {
