@@ -269,10 +269,9 @@ fn open_dialog(hot: &mut Hot<'_>, h: &HandledEvent, now_ms: i64) -> Result<(Chai
     let tx = hot.tx;
     let key = &h.dialog;
     let found = stmt(tx, &mut hot.find_dialog, FIND_DIALOG)?
-        .query_row(
-            params![key.channel_type, key.bot_id, key.chat_id],
-            Chain::from_row,
-        )
+        .query_row(params![key.channel_type, key.bot_id, key.chat_id], |r| {
+            Ok((Chain::from_row(r)?, r.get(3)?))
+        })
         .optional()
         .map_err(backend)?;
     if let Some(found) = found {

@@ -23,8 +23,9 @@ use rusqlite::{Connection, OptionalExtension, Transaction, params};
 use crate::conn::backend;
 use crate::rows::message_row;
 
-/// One message in this many of a dialog is an anchor.
-pub(crate) const ANCHOR_EVERY: i64 = 64;
+/// One message in this many of a dialog is an anchor (migration 5 placed the anchors of
+/// existing messages by the same number).
+const ANCHOR_EVERY: i64 = 64;
 
 const INSERT_ANCHOR: &str = "INSERT INTO message_anchors (dialog_id, id) VALUES (?1, ?2)";
 // The first anchor past an id after skipping `?3` of them.
@@ -58,20 +59,6 @@ impl Chain {
         Ok(())
     }
 
-    /// The chain of dialog `dialog_id` as its row holds it now.
-    pub(crate) fn load(tx: &Connection, dialog_id: i64) -> Result<Self> {
-        tx.prepare_cached("SELECT last_message_id, message_count FROM dialogs WHERE id = ?1")
-            .map_err(backend)?
-            .query_row(params![dialog_id], |r| {
-                Ok(Self {
-                    dialog_id,
-                    last: r.get(0)?,
-                    count: r.get(1)?,
-                })
-            })
-            .map_err(backend)
-    }
-
     /// The chain of the dialog with `key`, with the id its reader acknowledged messages up to;
     /// `None` if there is no such dialog.
     pub(crate) fn find(c: &Connection, key: &DialogKey) -> Result<Option<(Self, i64)>> {
@@ -80,23 +67,20 @@ impl Chain {
              WHERE channel_type = ?1 AND bot_id = ?2 AND chat_id = ?3",
         )
         .map_err(backend)?
-        .query_row(
-            params![key.channel_type, key.bot_id, key.chat_id],
-            Self::from_row,
-        )
+        .query_row(params![key.channel_type, key.bot_id, key.chat_id], |r| {
+            Ok((Self::from_row(r)?, r.get(3)?))
+        })
         .optional()
         .map_err(backend)
     }
 
-    /// A chain from a dialog row read as `id, last_message_id, message_count, <other>`, with
-    /// that other column.
-    pub(crate) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<(Self, i64)> {
-        let chain = Self {
+    /// The chain of a dialog row whose first columns are `id, last_message_id, message_count`.
+    pub(crate) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Self> {
+        Ok(Self {
             dialog_id: r.get(0)?,
             last: r.get(1)?,
             count: r.get(2)?,
-        };
-        Ok((chain, r.get(3)?))
+        })
     }
 
     /// Writes the chain's end into its dialog row.
@@ -266,7 +250,9 @@ mod tests {
 
         for (n, written) in written.iter().enumerate() {
             let dialog_id = n as i64 + 1;
-            let chain = Chain::load(&c, dialog_id).expect("chain");
+            let key = DialogKey::new("chatwidget", "bot", ["a", "b"][n]);
+            let (chain, _) = Chain::find(&c, &key).expect("find").expect("dialog");
+            assert_eq!(chain.dialog_id, dialog_id);
             assert_eq!(chain.count, written.len() as i64);
             assert_eq!(chain.last, written.last().expect("some").0);
             let anchors: i64 = c
@@ -301,7 +287,9 @@ mod tests {
                 .collect();
             assert_eq!(ids(chain.read(&c, 100, 40, true).expect("read out")), out);
         }
-        let empty = Chain::load(&c, 3).expect("chain");
+        let (empty, _) = Chain::find(&c, &DialogKey::new("chatwidget", "bot", "empty"))
+            .expect("find")
+            .expect("dialog");
         assert_eq!((empty.last, empty.count), (0, 0));
         assert!(empty.read(&c, 0, 10, false).expect("read").is_empty());
         let index: i64 = c

@@ -8,6 +8,7 @@ use rusqlite::{OptionalExtension, Transaction, params};
 use serde_json::Value;
 
 use crate::accept::Hot;
+use crate::chain::Chain;
 use crate::conn::backend;
 use crate::notify_runs::{corrupt, record};
 use crate::rows::ts;
@@ -96,14 +97,14 @@ pub(crate) fn apply_progress(hot: &mut Hot<'_>, p: &RunProgress) -> Result<Progr
     }
 
     for chat in &p.chats {
-        let (dialog_id, key) = match chat_dialog(
+        let (mut chain, key) = match chat_dialog(
             tx,
             contact,
             subscriber_id.as_deref(),
             &chat.bot_id,
             now,
         )? {
-            ChatTarget::Dialog(id, key) => (id, key),
+            ChatTarget::Dialog(chain, key) => (chain, key),
             ChatTarget::Nowhere => continue,
             ChatTarget::Taken(chat_id) => {
                 let r = crate::notify_runs::record(
@@ -126,7 +127,6 @@ pub(crate) fn apply_progress(hot: &mut Hot<'_>, p: &RunProgress) -> Result<Progr
                 buttons: Vec::new(),
                 ts: p.now,
             };
-            let mut chain = crate::chain::Chain::load(tx, dialog_id)?;
             let stored = hot.append_message(&mut chain, Direction::Out, &m)?;
             chain.save(tx)?;
             match out.messages.iter_mut().find(|(k, _)| *k == key) {
@@ -205,7 +205,7 @@ pub(crate) fn apply_progress(hot: &mut Hot<'_>, p: &RunProgress) -> Result<Progr
 
 /// Where a chat step writes.
 enum ChatTarget {
-    Dialog(i64, DialogKey),
+    Dialog(Chain, DialogKey),
     /// No dialog with the bot, and no subscriber id to open one with.
     Nowhere,
     /// The subscriber id names a widget dialog of another contact.
@@ -221,20 +221,21 @@ fn chat_dialog(
     bot_id: &str,
     now: i64,
 ) -> Result<ChatTarget> {
-    let found: Option<(i64, String, String)> = tx
+    let found: Option<(Chain, String, String)> = tx
         .prepare_cached(
-            "SELECT id, channel_type, chat_id FROM dialogs WHERE contact_id = ?1 AND bot_id = ?2
+            "SELECT id, last_message_id, message_count, channel_type, chat_id FROM dialogs
+             WHERE contact_id = ?1 AND bot_id = ?2
              ORDER BY id DESC LIMIT 1",
         )
         .map_err(backend)?
         .query_row(params![contact, bot_id], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            Ok((Chain::from_row(r)?, r.get(3)?, r.get(4)?))
         })
         .optional()
         .map_err(backend)?;
-    if let Some((id, channel_type, chat_id)) = found {
+    if let Some((chain, channel_type, chat_id)) = found {
         return Ok(ChatTarget::Dialog(
-            id,
+            chain,
             DialogKey::new(&channel_type, bot_id, &chat_id),
         ));
     }
@@ -248,12 +249,15 @@ fn chat_dialog(
     .map_err(backend)?
     .execute(params![bot_id, chat_id, contact, now])
     .map_err(backend)?;
-    let (id, owner): (i64, i64) = tx
+    let (chain, owner): (Chain, i64) = tx
         .prepare_cached(
-            "SELECT id, contact_id FROM dialogs WHERE channel_type = 'chatwidget' AND bot_id = ?1 AND chat_id = ?2",
+            "SELECT id, last_message_id, message_count, contact_id FROM dialogs
+             WHERE channel_type = 'chatwidget' AND bot_id = ?1 AND chat_id = ?2",
         )
         .map_err(backend)?
-        .query_row(params![bot_id, chat_id], |r| Ok((r.get(0)?, r.get(1)?)))
+        .query_row(params![bot_id, chat_id], |r| {
+            Ok((Chain::from_row(r)?, r.get(3)?))
+        })
         .map_err(backend)?;
     if owner != contact {
         // A widget chat id is chosen by the browser: a dialog of that id that belongs to
@@ -261,7 +265,7 @@ fn chat_dialog(
         return Ok(ChatTarget::Taken(chat_id.to_owned()));
     }
     Ok(ChatTarget::Dialog(
-        id,
+        chain,
         DialogKey::new("chatwidget", bot_id, chat_id),
     ))
 }
