@@ -6,7 +6,7 @@
 //! polluted by an earlier phase), creates `--leads` leads (a dialog `l<i>` with the `jobs` bot
 //! via `POST /api/v1/bots/jobs/dialogs/l<i>/messages {"text":"hi","wait":true}`, its contact id
 //! read from `GET /api/v1/bots/jobs/dialogs/l<i>`), and then schedules jobs with `--concurrency`
-//! HTTP/1.1 keep-alive connections (raw hyper client connections, one task each, requests
+//! HTTP/1.1 keep-alive connections (bare sockets, see `client::Conn`, one task each, requests
 //! sequential per connection): `POST /bots/jobs/jobs/schedule` with the admin token and
 //! `{"trigger_code": "tick", "lead_id": <lead i mod leads>, ...}`. The trigger's script only
 //! bumps a counter in the session. Schedule latency (request written → response body read) goes

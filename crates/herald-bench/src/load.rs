@@ -10,7 +10,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
-use hyper::Uri;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
@@ -89,11 +88,10 @@ pub async fn timed_post(
 pub async fn post(
     conn: &mut Conn,
     endpoint: &Endpoint,
-    path: &Uri,
+    path: &str,
     body: Bytes,
 ) -> (Outcome, Instant) {
-    let target = path.path_and_query().map_or("/", |p| p.as_str());
-    let (result, sent) = timed_post(conn, &endpoint.head, target, &body, REQUEST_TIMEOUT).await;
+    let (result, sent) = timed_post(conn, &endpoint.head, path, &body, REQUEST_TIMEOUT).await;
     (
         result.map_or_else(|o| o, |r| Outcome::Status(r.status)),
         sent,
@@ -171,7 +169,7 @@ pub async fn closed_loop<F>(
     next: F,
 ) -> Result<ThroughputResult>
 where
-    F: Fn() -> (Uri, Bytes) + Send + Sync + 'static,
+    F: Fn() -> (Arc<str>, Bytes) + Send + Sync + 'static,
 {
     // Open every connection before the clock starts.
     let mut senders = Vec::with_capacity(concurrency as usize);

@@ -30,7 +30,6 @@ use anyhow::{Context, Result, bail};
 use bytes::Bytes;
 use clap::Args;
 use futures_util::{StreamExt, TryStreamExt, stream};
-use hyper::Uri;
 use serde_json::{Value, json};
 use tokio::sync::Mutex;
 
@@ -251,7 +250,7 @@ pub async fn run_trigger(args: &TriggerArgs, server: &mut Server) -> Result<()> 
             args.concurrency, args.duration, args.subscribers
         );
         let endpoint = Endpoint::new(server.addr(), Some(&format!("ApiKey {ADMIN_TOKEN}")))?;
-        let path: Uri = "/v1/events/trigger".parse().context("trigger path")?;
+        let path: Arc<str> = "/v1/events/trigger".into();
         let counter = Arc::new(AtomicU64::new(0));
         let subscribers = u64::from(args.subscribers);
         let tp = closed_loop(

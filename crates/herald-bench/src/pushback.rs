@@ -3,8 +3,8 @@
 //!
 //! Phases:
 //! 1. **Create** one pushback per dialog `c0..c{N-1}` (`POST /api/v1/pushbacks`, event `ping`).
-//! 2. **Throughput**: `--concurrency` HTTP/1.1 keep-alive connections (raw hyper client
-//!    connections, one task each, requests sequential per connection) fire `POST <link>` with a
+//! 2. **Throughput**: `--concurrency` HTTP/1.1 keep-alive connections (bare sockets, see
+//!    `client::Conn`, one task each, requests sequential per connection) fire `POST <link>` with a
 //!    tiny JSON body as fast as they can for `--duration` s, round-robin over the links.
 //!    Accept latency (request written → response body read) goes into a histogram.
 //! 3. **Drain**: poll `GET /api/v1/admin/stats` until `events.pending == 0`; the handling rate is
@@ -27,7 +27,6 @@ use anyhow::{Context, Result, bail, ensure};
 use bytes::Bytes;
 use clap::Args;
 use futures_util::{SinkExt, StreamExt, TryStreamExt, stream};
-use hyper::Uri;
 use serde::Deserialize;
 use serde_json::{Value, json};
 use tokio::net::TcpStream;
@@ -91,7 +90,7 @@ pub struct PushbackArgs {
 #[derive(Clone)]
 struct Link {
     /// Origin-form request target, e.g. `/push_abc`.
-    path: Uri,
+    path: Arc<str>,
 }
 
 /// Everything the activation clients share.
@@ -397,11 +396,9 @@ async fn create_pushbacks(
                 }
                 let created: CreatedPushback = serde_json::from_str(&text)
                     .with_context(|| format!("POST {url} (c{i}): unexpected body {text}"))?;
-                let uri: Uri = created
-                    .link
-                    .parse()
+                let link = reqwest::Url::parse(&created.link)
                     .with_context(|| format!("pushback link {:?} is not a URL", created.link))?;
-                if uri.authority().map(|a| a.as_str()) != Some(expected_authority.as_str())
+                if link.authority() != expected_authority.as_str()
                     && !warned.swap(true, Ordering::Relaxed)
                 {
                     eprintln!(
@@ -410,12 +407,11 @@ async fn create_pushbacks(
                         created.link
                     );
                 }
-                let path: Uri = uri
-                    .path_and_query()
-                    .map_or("/", |p| p.as_str())
-                    .parse()
-                    .with_context(|| format!("pushback link {:?}", created.link))?;
-                Ok(Link { path })
+                let path = match link.query() {
+                    Some(q) => format!("{}?{q}", link.path()),
+                    None => link.path().to_owned(),
+                };
+                Ok(Link { path: path.into() })
             }
         })
         .buffered(CREATE_CONCURRENCY)
@@ -427,7 +423,7 @@ async fn create_pushbacks(
 // Activations.
 
 /// Sends `POST <path>` with body `{"n":<n>}` and reads the whole response.
-async fn activate(sender: &mut Conn, target: &Endpoint, path: &Uri, n: u64) -> (Outcome, Instant) {
+async fn activate(sender: &mut Conn, target: &Endpoint, path: &str, n: u64) -> (Outcome, Instant) {
     post(sender, target, path, Bytes::from(format!("{{\"n\":{n}}}"))).await
 }
 
