@@ -256,17 +256,18 @@ impl Host for WorkerHost {
     }
 
     fn schedule_job(&self, args: &Value) -> Result<Value, String> {
-        let here = crate::jobs::Here {
+        // A bot-level run has no dialog to default to: like the Bot API, it names the lead.
+        let here = (!self.dialog.is_bot_level()).then_some(crate::jobs::Here {
             dialog: &self.dialog,
             contact_id: self.contact_id,
-        };
+        });
         let job = self
             .handle
             .block_on(crate::jobs::new_job(
                 &self.shared,
                 &self.dialog.bot_id,
                 args,
-                Some(here),
+                here,
                 "script",
             ))
             .map_err(|e| format!("$jobs.schedule: {e}"))?;

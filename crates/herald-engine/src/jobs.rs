@@ -112,6 +112,26 @@ fn boolean(body: &Map<String, Value>, name: &str) -> Result<bool, JobError> {
     }
 }
 
+/// The longest `ticket_id` stored, in bytes.
+const MAX_TICKET: usize = 256;
+
+/// `ticket_id`: a string or a number, kept as sent (an empty string is no ticket).
+fn ticket(body: &Map<String, Value>) -> Result<Option<Value>, JobError> {
+    match field(body, "ticket_id") {
+        None => Ok(None),
+        Some(Value::String(s)) if s.is_empty() => Ok(None),
+        Some(Value::String(s)) if s.len() > MAX_TICKET => Err(JobError::new(
+            "ticket_id",
+            format!("is {} bytes long; at most {MAX_TICKET} are kept", s.len()),
+        )),
+        Some(v @ (Value::String(_) | Value::Number(_))) => Ok(Some(v.clone())),
+        Some(other) => Err(JobError::new(
+            "ticket_id",
+            format!("must be a string or a number, not {}", json_kind(other)),
+        )),
+    }
+}
+
 /// `"a, b"` or `["a", "b"]` → `["a", "b"]`.
 fn tags(body: &Map<String, Value>, name: &str) -> Result<Vec<String>, JobError> {
     let items: Vec<String> = match field(body, name) {
@@ -293,7 +313,7 @@ pub fn plan(bot: &BotDef, body: &Value, now: Timestamp) -> Result<Planned, JobEr
             target_id,
             target_code,
             lead_id,
-            ticket_id: text(body, "ticket_id")?,
+            ticket_id: ticket(body)?,
             params,
             add_tags: tags(body, "add_tags")?,
             remove_tags: tags(body, "remove_tags")?,
@@ -334,8 +354,9 @@ pub(crate) struct Here<'a> {
 
 /// Validates a schedule request of `bot_id` and decides where the job runs: a broadcast in no
 /// one dialog, a job with `lead_id` in that lead's most recent dialog with the bot, a job
-/// without one in `here` (a script's own dialog) — and without `here`, `lead_id` is required.
-/// The job gets its id; it is not stored.
+/// without one in `here` (a script's own dialog). Without `here` (the Bot API, a bot-level
+/// script), a script job needs `lead_id` and a trigger without one runs bot-level, in no
+/// dialog. The job gets its id; it is not stored.
 pub(crate) async fn new_job(
     shared: &crate::Shared,
     bot_id: &str,
@@ -368,6 +389,22 @@ pub(crate) async fn new_job(
         (_, _, Some(h)) => {
             planned.spec.lead_id = h.contact_id;
             Some(h.dialog.clone())
+        }
+        (JobKind::Trigger, None, None) => {
+            for (name, tags) in [
+                ("add_tags", &planned.spec.add_tags),
+                ("remove_tags", &planned.spec.remove_tags),
+            ] {
+                if !tags.is_empty() {
+                    return Err(JobError::new(
+                        name,
+                        "a trigger without lead_id runs bot-level: there is no lead to tag \
+                         (give lead_id, or tag leads from the trigger's own jobs)",
+                    )
+                    .into());
+                }
+            }
+            None
         }
         (kind, _, None) => {
             return Err(JobError::new(

@@ -259,7 +259,16 @@ impl Worker {
         let started = Instant::now();
         let StoredEvent { seq, event } = stored;
         let key = event.dialog.clone();
-        let (state_before, session, client, contact) = {
+        let bot_level = key.is_bot_level();
+        let (state_before, session, client, contact) = if bot_level {
+            // A bot-level run has no dialog or contact to load, nothing to cache.
+            let none = Contact {
+                id: None,
+                tags: Vec::new(),
+                attributes: json!({}),
+            };
+            (None, json!({}), json!({}), none)
+        } else {
             let c = self.load(&key);
             let contact = Contact {
                 id: c.contact_id,
@@ -319,16 +328,17 @@ impl Worker {
             tracing::warn!(bot = %key.bot_id, "event for a bot that is no longer defined; dropped");
         }
         self.ticket += 1;
-        let c = self.cache.get_mut(&key).expect("loaded above");
-        c.state = handled.state.clone();
-        c.session = handled.session.clone();
-        if let Some(cl) = &handled.client {
-            c.client = cl.clone();
+        if let Some(c) = self.cache.get_mut(&key) {
+            c.state = handled.state.clone();
+            c.session = handled.session.clone();
+            if let Some(cl) = &handled.client {
+                c.client = cl.clone();
+            }
+            if let Some(tags) = &handled.tags {
+                c.tags = tags.clone();
+            }
+            c.ticket = self.ticket;
         }
-        if let Some(tags) = &handled.tags {
-            c.tags = tags.clone();
-        }
-        c.ticket = self.ticket;
         metrics::histogram!("herald_handle_seconds").record(started.elapsed().as_secs_f64());
         ApplyItem {
             handled,
@@ -379,16 +389,19 @@ impl Worker {
         if !go_ahead {
             run.outcome = RunOutcome::Cancelled;
         } else if let Some(source) = &spec.condition {
-            let scope = json!({
-                "leadId": spec.lead_id.or(inputs.contact.id),
-                "ticketId": spec.ticket_id,
-                "params": spec.params,
-                "lead": {
+            let lead = (!event.dialog.is_bot_level()).then(|| {
+                json!({
                     "id": inputs.contact.id,
                     "tags": inputs.contact.tags,
                     "attributes": inputs.contact.attributes,
                     "data": inputs.client,
-                },
+                })
+            });
+            let scope = json!({
+                "leadId": spec.lead_id.or(inputs.contact.id),
+                "ticketId": spec.ticket_id,
+                "params": spec.params,
+                "lead": lead,
             });
             let verdict = match self.sandbox.as_mut() {
                 Some(sb) => sb.job_condition(&bot.id, source, &scope),
@@ -505,6 +518,7 @@ impl Worker {
             session: inputs.session,
             client: inputs.client,
             contact: &contact,
+            bot_level: event.dialog.is_bot_level(),
         };
         let (outcome, finished) = match sandbox.turn(&bot.id, input, host.clone()) {
             Ok(mut js) => {
@@ -563,7 +577,9 @@ impl Worker {
             metrics::counter!("herald_script_errors_total").increment(1);
             let is_script_error =
                 matches!(&event.payload, EventPayload::Event { name, .. } if name == "scriptError");
-            if !is_script_error {
+            // A bot-level run has no dialog whose scenario could answer `scriptError`: its
+            // error is in its run record.
+            if !is_script_error && !event.dialog.is_bot_level() {
                 handled.raise.push(NewEvent {
                     id: uuid::Uuid::now_v7().to_string(),
                     dialog: event.dialog.clone(),
@@ -601,9 +617,15 @@ struct Inputs<'a> {
     contact: &'a Contact,
 }
 
-/// `$request` as scripts see it. A job's run adds `params`, `ticketId`, `leadId` and `job`.
+/// `$request` as scripts see it. A job's run adds `params`, `ticketId`, `leadId` and `job`; a
+/// bot-level run has no channel, chat or lead (`null`).
 fn request_json(e: &NewEvent, contact_id: Option<i64>) -> Value {
     let d = &e.dialog;
+    let (channel, chat) = if d.is_bot_level() {
+        (None, None)
+    } else {
+        (Some(d.channel_type.as_str()), Some(d.chat_id.as_str()))
+    };
     let (query, answer_id, event, data) = match &e.payload {
         EventPayload::Text { text } => (Some(text.as_str()), None, None, Value::Null),
         EventPayload::Button { id, text } => {
@@ -616,10 +638,10 @@ fn request_json(e: &NewEvent, contact_id: Option<i64>) -> Value {
                 .map(|t| t.to_string())
                 .ok();
             return json!({
-                "channelType": d.channel_type,
+                "channelType": channel,
                 "botId": d.bot_id,
-                "channelUserId": d.chat_id,
-                "chatId": d.chat_id,
+                "channelUserId": chat,
+                "chatId": chat,
                 "query": null,
                 "answerId": null,
                 "event": null,

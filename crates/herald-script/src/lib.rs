@@ -80,7 +80,14 @@ pub struct TurnInput<'a> {
     pub client: &'a Value,
     /// `$contact`: `{id, tags, attributes}`.
     pub contact: &'a Value,
+    /// A bot-level job run (a trigger scheduled without a lead): `$session`, `$client`,
+    /// `$contact` and `$reactions` throw [`NO_LEAD`] instead of existing, and the turn leaves
+    /// `session`, `client` and the tags as they came in.
+    pub bot_level: bool,
 }
+
+/// What a bot-level run's scripts are told when they reach for a lead's globals.
+pub const NO_LEAD: &str = "this trigger runs without a lead (no lead_id)";
 
 /// What a turn leaves behind.
 pub struct TurnState {
@@ -101,6 +108,8 @@ struct BotJs {
     reset: Persistent<Function<'static>>,
     /// Builds `$contact` from `{id, tags, attributes}`.
     contact: Persistent<Function<'static>>,
+    /// Replaces the lead's globals with ones that throw (a bot-level run).
+    no_lead: Persistent<Function<'static>>,
     /// Job conditions compiled on first use, by source (bounded; see [`CONDITION_CACHE`]).
     conditions: RefCell<HashMap<String, Persistent<Function<'static>>>>,
     ctx: Context,
@@ -117,6 +126,8 @@ pub struct Sandbox {
     deadline: Rc<Cell<Option<Instant>>>,
     host: HostSlot,
     out: Rc<RefCell<Vec<ScriptReaction>>>,
+    /// Set during a bot-level turn: `$reactions` calls throw.
+    bot_level: Rc<Cell<bool>>,
     rt: Runtime,
 }
 
@@ -142,6 +153,7 @@ impl Sandbox {
             deadline,
             host: Rc::new(RefCell::new(None)),
             out: Rc::new(RefCell::new(Vec::new())),
+            bot_level: Rc::new(Cell::new(false)),
         })
     }
 
@@ -168,40 +180,51 @@ impl Sandbox {
             )]
         };
         let ctx = Context::full(&self.rt).map_err(engine_err)?;
-        let (host, out, deadline) = (self.host.clone(), self.out.clone(), self.deadline.clone());
-        let (code, render, reset, contact) = ctx.with(|ctx| -> Result<_, Vec<Diagnostic>> {
-            install_bridge(&ctx, host, out, deadline).map_err(engine_err)?;
-            ctx.json_parse(injector.to_string())
-                .and_then(|v| ctx.globals().set("$injector", v))
-                .map_err(engine_err)?;
-            let helpers: Object = ctx.eval(include_str!("prelude.js")).map_err(engine_err)?;
-            let render: Function = helpers.get("render").map_err(engine_err)?;
-            let reset: Function = helpers.get("reset").map_err(engine_err)?;
-            let contact: Function = helpers.get("contact").map_err(engine_err)?;
-            let mut compiled = Vec::with_capacity(code.len());
-            let mut errors = Vec::new();
-            for c in code {
-                match check::compile(&ctx, c) {
-                    Ok(f) => compiled.push(Persistent::save(&ctx, f)),
-                    Err(d) => errors.push(d),
+        let bridge = Bridge {
+            host: self.host.clone(),
+            out: self.out.clone(),
+            deadline: self.deadline.clone(),
+            bot_level: self.bot_level.clone(),
+        };
+        let (code, [render, reset, contact, no_lead]) =
+            ctx.with(|ctx| -> Result<_, Vec<Diagnostic>> {
+                install_bridge(&ctx, bridge).map_err(engine_err)?;
+                ctx.json_parse(injector.to_string())
+                    .and_then(|v| ctx.globals().set("$injector", v))
+                    .map_err(engine_err)?;
+                let helpers: Object = ctx.eval(include_str!("prelude.js")).map_err(engine_err)?;
+                let helper = |name: &str| {
+                    helpers
+                        .get::<_, Function>(name)
+                        .map(|f| Persistent::save(&ctx, f))
+                        .map_err(engine_err)
+                };
+                let helpers = [
+                    helper("render")?,
+                    helper("reset")?,
+                    helper("contact")?,
+                    helper("noLead")?,
+                ];
+                let mut compiled = Vec::with_capacity(code.len());
+                let mut errors = Vec::new();
+                for c in code {
+                    match check::compile(&ctx, c) {
+                        Ok(f) => compiled.push(Persistent::save(&ctx, f)),
+                        Err(d) => errors.push(d),
+                    }
                 }
-            }
-            if errors.is_empty() {
-                Ok((
-                    compiled,
-                    Persistent::save(&ctx, render),
-                    Persistent::save(&ctx, reset),
-                    Persistent::save(&ctx, contact),
-                ))
-            } else {
-                Err(errors)
-            }
-        })?;
+                if errors.is_empty() {
+                    Ok((compiled, helpers))
+                } else {
+                    Err(errors)
+                }
+            })?;
         Ok(BotJs {
             code,
             render,
             reset,
             contact,
+            no_lead,
             conditions: RefCell::new(HashMap::new()),
             ctx,
         })
@@ -221,12 +244,14 @@ impl Sandbox {
         })?;
         *self.host.borrow_mut() = Some(host);
         self.out.borrow_mut().clear();
+        self.bot_level.set(input.bot_level);
         Ok(Turn {
             bot,
             limits: self.limits,
             deadline: &self.deadline,
             out: &self.out,
             host: &self.host,
+            bot_level: &self.bot_level,
             rt: &self.rt,
             input,
             prepared: false,
@@ -241,6 +266,7 @@ pub struct Turn<'a> {
     deadline: &'a Rc<Cell<Option<Instant>>>,
     out: &'a Rc<RefCell<Vec<ScriptReaction>>>,
     host: &'a HostSlot,
+    bot_level: &'a Cell<bool>,
     rt: &'a Runtime,
     input: TurnInput<'a>,
     prepared: bool,
@@ -254,6 +280,7 @@ impl Turn<'_> {
         let input = &self.input;
         let reset = self.bot.reset.clone();
         let contact = self.bot.contact.clone();
+        let no_lead = self.bot.no_lead.clone();
         self.bot
             .ctx
             .with(|ctx| -> rquickjs::Result<()> {
@@ -261,9 +288,12 @@ impl Turn<'_> {
                 reset.restore(&ctx)?.call::<_, ()>(())?;
                 let g = ctx.globals();
                 g.set("$request", ctx.json_parse(input.request.to_string())?)?;
+                g.set("$temp", Object::new(ctx.clone())?)?;
+                if input.bot_level {
+                    return no_lead.restore(&ctx)?.call::<_, ()>(());
+                }
                 g.set("$session", ctx.json_parse(input.session.to_string())?)?;
                 g.set("$client", ctx.json_parse(input.client.to_string())?)?;
-                g.set("$temp", Object::new(ctx.clone())?)?;
                 let c = ctx.json_parse(input.contact.to_string())?;
                 let c: rquickjs::Value = contact.restore(&ctx)?.call((c,))?;
                 g.set("$contact", c)?;
@@ -309,7 +339,7 @@ impl Turn<'_> {
     /// Ends the turn: reads back `$session`, `$client` and `$contact.tags`.
     pub fn finish(self) -> Result<TurnState, ScriptError> {
         *self.host.borrow_mut() = None;
-        if !self.prepared {
+        if !self.prepared || self.input.bot_level {
             return Ok(TurnState {
                 session: self.input.session.clone(),
                 client: self.input.client.clone(),
@@ -520,6 +550,7 @@ pub fn check_condition(source: &str) -> Option<String> {
 impl Drop for Turn<'_> {
     fn drop(&mut self) {
         *self.host.borrow_mut() = None;
+        self.bot_level.set(false);
     }
 }
 
@@ -539,13 +570,23 @@ fn classify(message: String, timed_out: bool) -> ScriptError {
     ScriptError { kind, message }
 }
 
-/// `__host(op, argsJson)`: the one native function; the prelude wraps it and removes it.
-fn install_bridge(
-    ctx: &Ctx<'_>,
+/// What the native bridge reaches: the turn's host, its reactions, its deadline, and whether
+/// it is a bot-level run.
+struct Bridge {
     host: HostSlot,
     out: Rc<RefCell<Vec<ScriptReaction>>>,
     deadline: Rc<Cell<Option<Instant>>>,
-) -> rquickjs::Result<()> {
+    bot_level: Rc<Cell<bool>>,
+}
+
+/// `__host(op, argsJson)`: the one native function; the prelude wraps it and removes it.
+fn install_bridge(ctx: &Ctx<'_>, bridge: Bridge) -> rquickjs::Result<()> {
+    let Bridge {
+        host,
+        out,
+        deadline,
+        bot_level,
+    } = bridge;
     let f = Function::new(
         ctx.clone(),
         move |ctx: Ctx<'_>, op: String, args: String| -> rquickjs::Result<Option<String>> {
@@ -554,6 +595,11 @@ fn install_bridge(
             let arg = |i: usize| args.get(i).cloned().unwrap_or(Value::Null);
             let text = |i: usize| arg(i).as_str().map(str::to_owned).unwrap_or_default();
             let throw = |m: String| Exception::throw_message(&ctx, &m);
+            if bot_level.get() && matches!(op.as_str(), "answer" | "transition" | "buttons") {
+                return Err(throw(format!(
+                    "{NO_LEAD}: $reactions is not available (there is no dialog to answer in)"
+                )));
+            }
             match op.as_str() {
                 "answer" => out.borrow_mut().push(ScriptReaction::Answer(text(0))),
                 "transition" => out.borrow_mut().push(ScriptReaction::Transition(text(0))),

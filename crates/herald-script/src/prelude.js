@@ -1,8 +1,9 @@
 // Runs once per bot context, after `$injector` and the host bridge `__host(op, argsJson)` are
 // set. It builds the documented globals, locks them, freezes the built-in prototypes (so one
 // dialog cannot poison what another dialog's scripts see), removes the bridge from the global
-// scope, and returns the engine's private helpers: `render` (template values) and `reset`
-// (deletes globals left behind by an earlier turn).
+// scope, and returns the engine's private helpers: `render` (template values), `contact` (builds
+// `$contact`), `noLead` (the globals of a bot-level run) and `reset` (deletes the globals of an
+// earlier turn).
 (function () {
   const g = globalThis;
   const bridge = g.__host;
@@ -81,8 +82,9 @@
   Object.freeze(JSON);
   Object.freeze(Math);
   Object.freeze(Reflect);
-  // Per-turn globals are set again by every turn; anything else not here now is a leftover.
-  const baseline = new Set(Object.getOwnPropertyNames(g).concat(["$request", "$session", "$client", "$temp", "$contact"]));
+  // Per-turn globals (`$request`, `$session`, `$client`, `$temp`, `$contact`) are deleted and set
+  // again by every turn; anything else not here now is a leftover.
+  const baseline = new Set(Object.getOwnPropertyNames(g));
   const tagList = (list) =>
     (Array.isArray(list) ? list : [list])
       .map((t) => (t === undefined || t === null ? "" : String(t).trim()))
@@ -108,6 +110,15 @@
           }
         },
       });
+    },
+    // A bot-level trigger run has no lead: these globals throw when touched.
+    noLead: () => {
+      for (const name of ["$session", "$client", "$contact"]) {
+        const fail = () => {
+          throw new Error("this trigger runs without a lead (no lead_id): " + name + " is not available");
+        };
+        Object.defineProperty(g, name, { get: fail, set: fail, enumerable: false, configurable: true });
+      }
     },
     reset: () => {
       for (const name of Object.getOwnPropertyNames(g)) {

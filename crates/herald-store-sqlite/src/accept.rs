@@ -325,6 +325,10 @@ pub(crate) fn apply_batch(hot: &mut Hot<'_>, handled: Vec<HandledEvent>) -> Resu
     let now_ms = jiff::Timestamp::now().as_millisecond();
     let mut out = Vec::with_capacity(handled.len());
     for h in handled {
+        if h.dialog.is_bot_level() {
+            out.push(apply_bot_level(hot, h, now_ms)?);
+            continue;
+        }
         let (mut chain, contact_id) = open_dialog(hot, &h, now_ms)?;
         if let Some(client) = &h.client {
             tx.prepare_cached("UPDATE contacts SET data = ?2 WHERE id = ?1")
@@ -339,24 +343,7 @@ pub(crate) fn apply_batch(hot: &mut Hot<'_>, handled: Vec<HandledEvent>) -> Resu
                 .execute(params![contact_id, tags])
                 .map_err(backend)?;
         }
-        if let Some(run) = &h.run {
-            crate::jobs::apply_run(tx, run)?;
-        }
-        for job in &h.schedule {
-            let mut job = job.clone();
-            if job.spec.lead_id.is_none() && job.dialog.as_ref() == Some(&h.dialog) {
-                job.spec.lead_id = Some(contact_id);
-            }
-            crate::jobs::insert_job(tx, &job)?;
-        }
-        for (bot_id, job_id) in &h.cancel {
-            crate::jobs::cancel_job(
-                tx,
-                bot_id,
-                *job_id,
-                jiff::Timestamp::from_millisecond(now_ms).unwrap_or_default(),
-            )?;
-        }
+        apply_jobs(tx, &h, Some(contact_id), now_ms)?;
         if let Some(m) = &h.incoming {
             hot.append_message(&mut chain, Direction::In, m)?;
         }
@@ -365,16 +352,61 @@ pub(crate) fn apply_batch(hot: &mut Hot<'_>, handled: Vec<HandledEvent>) -> Resu
             replies.push(hot.append_message(&mut chain, Direction::Out, m)?);
         }
         save_dialog(hot, &h, &chain, now_ms)?;
-        let mut raised = Vec::with_capacity(h.raise.len());
-        for e in h.raise {
-            let seq = hot.insert_event(&e)?;
-            raised.push(StoredEvent { seq, event: e });
-        }
         out.push(Applied {
+            raised: log_raised(hot, h.raise)?,
             dialog: h.dialog,
             replies,
-            raised,
         });
     }
     Ok(out)
+}
+
+/// A job run's outcome and the jobs its scripts scheduled or cancelled. A job scheduled for the
+/// dialog's own lead before the lead was stored gets `contact_id`.
+fn apply_jobs(
+    tx: &Transaction<'_>,
+    h: &HandledEvent,
+    contact_id: Option<i64>,
+    now_ms: i64,
+) -> Result<()> {
+    if let Some(run) = &h.run {
+        crate::jobs::apply_run(tx, run)?;
+    }
+    for job in &h.schedule {
+        let mut job = job.clone();
+        if job.spec.lead_id.is_none() && job.dialog.as_ref() == Some(&h.dialog) {
+            job.spec.lead_id = contact_id;
+        }
+        crate::jobs::insert_job(tx, &job)?;
+    }
+    for (bot_id, job_id) in &h.cancel {
+        crate::jobs::cancel_job(
+            tx,
+            bot_id,
+            *job_id,
+            jiff::Timestamp::from_millisecond(now_ms).unwrap_or_default(),
+        )?;
+    }
+    Ok(())
+}
+
+/// A bot-level job run (see [`DialogKey::bot_level`]): no dialog, contact or messages, only its
+/// job effects and follow-up events. Finishing its run record is its handled mark.
+fn apply_bot_level(hot: &mut Hot<'_>, h: HandledEvent, now_ms: i64) -> Result<Applied> {
+    apply_jobs(hot.tx, &h, None, now_ms)?;
+    Ok(Applied {
+        raised: log_raised(hot, h.raise)?,
+        dialog: h.dialog,
+        replies: Vec::new(),
+    })
+}
+
+/// Logs a handled event's follow-up events.
+fn log_raised(hot: &mut Hot<'_>, raise: Vec<NewEvent>) -> Result<Vec<StoredEvent>> {
+    let mut raised = Vec::with_capacity(raise.len());
+    for e in raise {
+        let seq = hot.insert_event(&e)?;
+        raised.push(StoredEvent { seq, event: e });
+    }
+    Ok(raised)
 }

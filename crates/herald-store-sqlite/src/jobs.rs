@@ -252,8 +252,10 @@ pub(crate) fn claim(tx: &Transaction<'_>, req: &ClaimRequest) -> Result<Claimed>
         let targets = match (&job.dialog, job.spec.kind) {
             (_, JobKind::Broadcast) => audience(tx, req, &job)?,
             (Some(d), _) => vec![d.clone()],
-            // A script or trigger job always has a dialog; a row without one is skipped.
-            (None, _) => Vec::new(),
+            // A trigger without a lead runs bot-level, under a key of its own.
+            (None, JobKind::Trigger) => vec![DialogKey::bot_level(&job.bot_id, job.id)],
+            // A script job always has a dialog; a row without one is skipped.
+            (None, JobKind::Script) => Vec::new(),
         };
         // A broadcast run is done once its audience's events are logged; a script or trigger
         // run is done when its one event is handled.

@@ -99,6 +99,10 @@ impl Store for SqliteStore {
                            ON d.channel_type = e.channel_type AND d.bot_id = e.bot_id AND d.chat_id = e.chat_id
                          WHERE e.seq > MAX(?1, (SELECT value FROM meta WHERE key = 'handled_through'))
                            AND e.seq > COALESCE(d.handled_seq, 0)
+                           AND (e.channel_type <> 'bot' OR EXISTS (
+                                 SELECT 1 FROM job_runs r
+                                 WHERE r.id = json_extract(e.payload, '$.job.run_id')
+                                   AND r.finished_at IS NULL))
                          ORDER BY e.seq LIMIT ?2",
                     )
                     .map_err(backend)?;

@@ -75,10 +75,11 @@ pub struct JobSpec {
     pub target_id: i64,
     /// Its code (the key in bot.yaml).
     pub target_code: String,
-    /// The contact the job runs for (`None` for broadcasts, and for jobs a script scheduled in
-    /// a dialog whose contact was not stored yet).
+    /// The contact the job runs for (`None` for broadcasts, for bot-level triggers, and for
+    /// jobs a script scheduled in a dialog whose contact was not stored yet).
     pub lead_id: Option<i64>,
-    pub ticket_id: Option<String>,
+    /// `ticket_id` as the client sent it: a string or a number, passed to scripts unchanged.
+    pub ticket_id: Option<Value>,
     /// `script_request_params`, visible as `$request.params`.
     pub params: Value,
     pub add_tags: Vec<String>,
@@ -105,7 +106,8 @@ pub struct JobTiming {
 pub struct NewJob {
     pub id: i64,
     pub bot_id: String,
-    /// The dialog it runs in (`None` for a broadcast: every matching lead's dialog).
+    /// The dialog it runs in (`None` for a broadcast: every matching lead's dialog; and for a
+    /// bot-level trigger, which runs in no dialog, under [`DialogKey::bot_level`]).
     pub dialog: Option<DialogKey>,
     pub spec: JobSpec,
     pub timing: JobTiming,

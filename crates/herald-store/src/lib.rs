@@ -4,6 +4,7 @@
 //! is committed. [`conformance`] holds the behaviour every backend must show.
 
 pub mod conformance;
+mod conformance_jobs;
 mod conformance_notify;
 mod jobs;
 mod model;

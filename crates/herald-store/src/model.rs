@@ -12,6 +12,10 @@ pub struct DialogKey {
     pub chat_id: String,
 }
 
+/// The channel type of the keys bot-level job runs are logged and handled under (see
+/// [`DialogKey::bot_level`]). No bot can have a channel of this name, so no dialog has it.
+pub const BOT_LEVEL: &str = "bot";
+
 impl DialogKey {
     pub fn new(channel_type: &str, bot_id: &str, chat_id: &str) -> Self {
         Self {
@@ -19,6 +23,20 @@ impl DialogKey {
             bot_id: bot_id.to_owned(),
             chat_id: chat_id.to_owned(),
         }
+    }
+
+    /// The key the runs of a bot-level job (a trigger scheduled without a lead) go under:
+    /// `("bot", botId, "job:<id>")`. It is not a dialog — it has no contact, state, session or
+    /// messages — but it orders the job's runs like a dialog orders its events: one at a time,
+    /// on one worker, in log order. A backend stores no dialog for it; such a run counts as
+    /// handled once its run record is finished.
+    pub fn bot_level(bot_id: &str, job_id: i64) -> Self {
+        Self::new(BOT_LEVEL, bot_id, &format!("job:{job_id}"))
+    }
+
+    /// Whether this is a [`DialogKey::bot_level`] key rather than a dialog's.
+    pub fn is_bot_level(&self) -> bool {
+        self.channel_type == BOT_LEVEL
     }
 }
 

@@ -792,7 +792,10 @@ async fn invalid_requests_are_422_naming_the_field_and_store_nothing() {
             &["lead_id"],
         ),
         (json!({"script_code": "checkin"}), &["lead_id"]),
-        (json!({"trigger_code": "tick"}), &["lead_id"]),
+        (
+            json!({"trigger_code": "tick", "add_tags": "x"}),
+            &["add_tags"],
+        ),
         (
             json!({"broadcast_code": "vip", "lead_id": lead}),
             &["lead_id"],

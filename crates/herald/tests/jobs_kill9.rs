@@ -4,11 +4,13 @@
 //! that a job due while the server was down runs when it is back; SPEC's "a 2xx means committed"
 //! makes every acknowledged job count. So after the restart every job must be `done` with exactly
 //! one run, `ok`, and its reply must be in its lead's dialog exactly once: no job lost, none run
-//! twice.
+//! twice. One job in five is a bot-level trigger (no lead) that reports to a sink server over
+//! `$http`: each of those must have reached the sink (at least once: a run cut off by the kill
+//! before its commit calls again when it replays) and have exactly one run.
 
 mod common;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 
 use std::sync::Arc;
@@ -29,12 +31,16 @@ const BUSY_MS: u64 = 3;
 const KILL_AFTER: usize = JOBS / 5;
 /// Concurrent clients scheduling the jobs.
 const CLIENTS: usize = 16;
+/// Every this many jobs, one is a bot-level trigger.
+const BOT_LEVEL_EVERY: usize = 5;
 
-fn bot_yaml() -> String {
+fn bot_yaml(sink: &str) -> String {
     format!(
         r#"name: Ticker
 channels:
   chatwidget: {{}}
+injector:
+  sink: {sink}
 states:
   Hello:
     q!: hi
@@ -46,6 +52,12 @@ triggers:
       var t = Date.now();
       while (Date.now() - t < {BUSY_MS}) {{}}
       $reactions.answer("job " + $request.job.id);
+  report:
+    id: 2
+    script: |
+      var t = Date.now();
+      while (Date.now() - t < {BUSY_MS}) {{}}
+      $http.post($injector.sink, {{body: {{job: $request.job.id, lead: $request.leadId}}}});
 "#
     )
 }
@@ -83,8 +95,8 @@ impl Ticker for ChildServer {
 }
 
 /// Job statuses straight from the data directory, while no server runs: exactly what the
-/// killed process had committed.
-async fn statuses_on_disk(data: &Path) -> BTreeMap<String, usize> {
+/// killed process had committed. Also the ids of the jobs that were done.
+async fn statuses_on_disk(data: &Path) -> (BTreeMap<String, usize>, HashSet<i64>) {
     use herald_store::{JobFilter, Store};
     let store = herald_store_sqlite::SqliteStore::open(
         &data.join("herald.db"),
@@ -102,10 +114,14 @@ async fn statuses_on_disk(data: &Path) -> BTreeMap<String, usize> {
         .await
         .expect("list jobs");
     let mut by_status = BTreeMap::new();
+    let mut done = HashSet::new();
     for j in jobs {
         *by_status.entry(j.status.as_str().to_owned()).or_default() += 1;
+        if j.status == herald_store::JobStatus::Done {
+            done.insert(j.id);
+        }
     }
-    by_status
+    (by_status, done)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -116,7 +132,8 @@ async fn every_job_runs_exactly_once_across_a_kill_9() {
 }
 
 async fn scenario() {
-    let project = common::project_with_bot("ticker", &bot_yaml());
+    let sink = common::Sink::start().await;
+    let project = common::project_with_bot("ticker", &bot_yaml(&sink.url));
     let rig = Rig::new(project, &[], Duration::from_secs(30));
     let http = rig.http.clone();
     let first = rig.start("first").await;
@@ -150,18 +167,24 @@ async fn scenario() {
     let scheduling = Instant::now();
     let first = Arc::new(first);
     let leads = Arc::new(leads);
-    let scheduled: Vec<(i64, String)> = futures_util::stream::iter(0..JOBS)
+    // (job id, the lead's chat; `None` for a bot-level job)
+    let scheduled: Vec<(i64, Option<String>)> = futures_util::stream::iter(0..JOBS)
         .map(|n| {
             let (server, http, leads, run_at) =
                 (first.clone(), http.clone(), leads.clone(), run_at.clone());
             async move {
                 let (chat, lead) = &leads[n % LEADS];
-                let body = json!({"trigger_code": "tick", "lead_id": lead, "run_at": run_at});
+                let (body, chat) = if n % BOT_LEVEL_EVERY == 0 {
+                    (json!({"trigger_code": "report", "run_at": run_at}), None)
+                } else {
+                    let body = json!({"trigger_code": "tick", "lead_id": lead, "run_at": run_at});
+                    (body, Some(chat.clone()))
+                };
                 let (s, v) = server
                     .post(&http, "/bots/ticker/jobs/schedule", &body)
                     .await;
                 assert_eq!(s, 201, "scheduling job #{n}: {v}");
-                (v["job"]["id"].as_i64().expect("job id"), chat.clone())
+                (v["job"]["id"].as_i64().expect("job id"), chat)
             }
         })
         .buffer_unordered(CLIENTS)
@@ -169,8 +192,16 @@ async fn scenario() {
         .await;
     let scheduled_in = scheduling.elapsed();
     let mut first = Arc::into_inner(first).expect("no other owner");
-    let chat_of: HashMap<i64, String> = scheduled.iter().cloned().collect();
-    assert_eq!(chat_of.len(), JOBS, "job ids must be distinct");
+    let all: HashMap<i64, Option<String>> = scheduled.iter().cloned().collect();
+    assert_eq!(all.len(), JOBS, "job ids must be distinct");
+    let chat_of: HashMap<i64, String> = all
+        .iter()
+        .filter_map(|(id, chat)| chat.clone().map(|c| (*id, c)))
+        .collect();
+    let bot_level: Vec<i64> = all
+        .iter()
+        .filter_map(|(id, chat)| chat.is_none().then_some(*id))
+        .collect();
 
     // Wait for the backlog to be partly worked off, then SIGKILL.
     let started = Instant::now();
@@ -194,8 +225,13 @@ async fn scenario() {
         "herald had exited on its own ({status}); log:\n{}",
         first.log_text()
     );
-    let on_disk = statuses_on_disk(rig.data.path()).await;
+    let (on_disk, done_on_disk) = statuses_on_disk(rig.data.path()).await;
     let done_at_kill = on_disk.get("done").copied().unwrap_or(0);
+    let reported_at_kill = sink.received.lock().expect("lock").len();
+    println!(
+        "bot-level jobs: {} scheduled, {reported_at_kill} sink calls before the kill",
+        bot_level.len()
+    );
     println!(
         "scheduled {JOBS} jobs for {LEADS} leads in {scheduled_in:?}; killed with \
          ≥{replied_at_kill} replies seen over HTTP; job statuses on disk at the kill: {on_disk:?}"
@@ -239,11 +275,17 @@ async fn scenario() {
         .iter()
         .map(|j| (j["id"].as_i64().expect("id"), j))
         .collect();
-    for (id, chat) in &chat_of {
+    for (id, chat) in &all {
         let j = listed
             .get(id)
             .unwrap_or_else(|| panic!("acknowledged job {id} is missing"));
-        assert_eq!(j["dialog"]["chatId"], chat.as_str(), "{j}");
+        match chat {
+            Some(chat) => assert_eq!(j["dialog"]["chatId"], chat.as_str(), "{j}"),
+            None => assert!(
+                j.get("dialog").is_none(),
+                "a bot-level job has no dialog: {j}"
+            ),
+        }
         assert_eq!(
             j["run_count"], 1,
             "job {id} was claimed more than once: {j}"
@@ -251,7 +293,7 @@ async fn scenario() {
         assert_eq!(j["last_run"]["outcome"], "ok", "{j}");
     }
     let second = Arc::new(second);
-    let bad: Vec<String> = futures_util::stream::iter(chat_of.keys().copied())
+    let bad: Vec<String> = futures_util::stream::iter(all.keys().copied())
         .map(|id| {
             let (server, http) = (second.clone(), http.clone());
             async move {
@@ -324,5 +366,42 @@ async fn scenario() {
             .unwrap_or_else(|| panic!("a reply for job {id}, which was never scheduled"));
         assert_eq!(&chats[0], want, "job {id} replied in the wrong dialog");
     }
-    assert_eq!(second.messages(&http).await, messages_before + JOBS);
+    assert_eq!(
+        second.messages(&http).await,
+        messages_before + chat_of.len()
+    );
+
+    // Every bot-level job reached the sink, with no lead; calls made again by a replayed run
+    // are at-least-once side effects, counted here.
+    let mut calls: HashMap<i64, usize> = HashMap::new();
+    for (i, v) in sink.received.lock().expect("lock").iter().enumerate() {
+        assert_eq!(v["lead"], Value::Null, "a bot-level run has no lead: {v}");
+        let id = v["job"].as_i64().expect("job id");
+        *calls.entry(id).or_default() += 1;
+        assert!(
+            i < reported_at_kill || !done_on_disk.contains(&id),
+            "bot-level job {id} ran again after the restart although its run was committed"
+        );
+    }
+    let unreported: Vec<&i64> = bot_level
+        .iter()
+        .filter(|id| !calls.contains_key(id))
+        .collect();
+    assert!(
+        unreported.is_empty(),
+        "{} bot-level jobs never reached the sink (first: {:?})",
+        unreported.len(),
+        &unreported[..unreported.len().min(10)]
+    );
+    let stray: Vec<&i64> = calls.keys().filter(|id| !bot_level.contains(id)).collect();
+    assert!(
+        stray.is_empty(),
+        "sink calls from jobs that are not bot-level: {stray:?}"
+    );
+    let repeated = calls.values().filter(|n| **n > 1).count();
+    println!(
+        "bot-level jobs: each ran once; {repeated} of {} called the sink again after the restart \
+         (runs cut off by the kill before their commit)",
+        bot_level.len()
+    );
 }

@@ -1005,6 +1005,36 @@ async fn a_chat_step_writes_the_message_into_the_subscribers_dialog_with_the_bot
     );
 }
 
+/// A chat widget's chat id is chosen by the browser: when a stranger's widget dialog already
+/// has the chat id that equals a subscriber's id, a chat step for that subscriber writes
+/// nothing into it, and its step record says why.
+#[tokio::test]
+async fn a_chat_step_never_writes_into_another_contacts_widget_dialog() {
+    let n = novu().await;
+    let before = n.server.say("desk", "dog", "hi").await;
+    assert_eq!(before.len(), 1, "{before:?}");
+    n.trigger(json!({"name": "chat", "to": "dog", "payload": {"orderId": "D1"}, "transactionId": "tx-dog"}))
+        .await;
+    let run = eventually("the chat step of tx-dog to finish", async || {
+        let rec = n.activity("tx-dog").await?;
+        let run = rec["subscribers"][0].clone();
+        (run["status"] != "pending" && run["status"] != "running").then_some(run)
+    })
+    .await;
+    let failed: Vec<&Value> = run["steps"]
+        .as_array()
+        .map(|s| s.iter().filter(|s| s["status"] == "failed").collect())
+        .unwrap_or_default();
+    assert_eq!(failed.len(), 1, "the chat step failed: {run}");
+    assert!(
+        failed[0].to_string().contains("belongs to another contact"),
+        "{run}"
+    );
+    n.server.settle().await;
+    let texts = n.server.texts("desk", "dog").await;
+    assert_eq!(texts, ["hi", "hello"], "the stranger's dialog is untouched");
+}
+
 // ---------------------------------------------------------------------------------------------
 // 10. webhooks
 
