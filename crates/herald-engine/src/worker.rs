@@ -326,6 +326,22 @@ impl Worker {
             }
         } else {
             tracing::warn!(bot = %key.bot_id, "event for a bot that is no longer defined; dropped");
+            // A job's run still finishes (its record is a bot-level run's handled mark).
+            if let EventPayload::Job { job } = &event.payload
+                && job.spec.kind != JobKind::Broadcast
+            {
+                let now = self.shared.clock.now();
+                handled.run = Some(RunResult {
+                    run_id: job.run_id,
+                    job_id: job.job_id,
+                    outcome: RunOutcome::Error,
+                    condition: None,
+                    error: Some(format!("bot `{}` is no longer defined", key.bot_id)),
+                    started_at: now,
+                    finished_at: now,
+                    last: job.last,
+                });
+            }
         }
         self.ticket += 1;
         if let Some(c) = self.cache.get_mut(&key) {
