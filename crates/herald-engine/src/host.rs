@@ -1,8 +1,9 @@
 //! What scripts can reach outside the sandbox: `$http` (blocking for the script, async
-//! underneath, with a timeout and an address filter against link-local and cloud-metadata
-//! targets), `$pushgate` (committed before the call returns, so a link handed to another service
-//! works at once), `$jobs` (collected and committed with the turn: a job scheduled by a script
-//! that then fails is not stored), and `log`.
+//! underneath, with a timeout no longer than what is left of the turn's budget and an address
+//! filter against link-local and cloud-metadata targets), `$pushgate` (committed before the call
+//! returns, so a link handed to another service works at once; deleted again if the turn
+//! fails), `$jobs` (collected and committed with the turn: a job scheduled by a script that then
+//! fails is not stored), and `log`.
 
 use std::cell::RefCell;
 use std::net::{IpAddr, SocketAddr};
@@ -102,6 +103,9 @@ pub(crate) struct WorkerHost {
     /// Jobs scheduled and cancelled by this turn's scripts, committed with the turn.
     pub scheduled: RefCell<Vec<NewJob>>,
     pub cancelled: RefCell<Vec<(String, i64)>>,
+    /// Pushbacks this turn created (stored at once, so that a link works as soon as a script
+    /// hands it out): if the turn fails, they are deleted with its result.
+    pub created: RefCell<Vec<String>>,
 }
 
 impl WorkerHost {
@@ -118,6 +122,7 @@ impl WorkerHost {
             contact_id,
             scheduled: RefCell::new(Vec::new()),
             cancelled: RefCell::new(Vec::new()),
+            created: RefCell::new(Vec::new()),
         }
     }
 }
@@ -125,7 +130,13 @@ impl WorkerHost {
 const MAX_HTTP_TIMEOUT: Duration = Duration::from_secs(30);
 
 impl WorkerHost {
-    async fn http_async(&self, method: &str, url: &str, opts: &Value) -> Result<Value, String> {
+    async fn http_async(
+        &self,
+        method: &str,
+        url: &str,
+        opts: &Value,
+        budget: Duration,
+    ) -> Result<Value, String> {
         let parsed =
             reqwest::Url::parse(url).map_err(|e| format!("$http: bad url `{url}`: {e}"))?;
         if !matches!(parsed.scheme(), "http" | "https") {
@@ -147,7 +158,8 @@ impl WorkerHost {
             .and_then(Value::as_u64)
             .map(Duration::from_millis)
             .unwrap_or(self.shared.config.http_timeout)
-            .min(MAX_HTTP_TIMEOUT);
+            .min(MAX_HTTP_TIMEOUT)
+            .min(budget);
         let mut req = self.shared.http.request(method, parsed).timeout(timeout);
         let mut has_content_type = false;
         if let Some(headers) = opts.get("headers").and_then(Value::as_object) {
@@ -212,8 +224,15 @@ impl WorkerHost {
 }
 
 impl Host for WorkerHost {
-    fn http(&self, method: &str, url: &str, opts: &Value) -> Result<Value, String> {
-        self.handle.block_on(self.http_async(method, url, opts))
+    fn http(
+        &self,
+        method: &str,
+        url: &str,
+        opts: &Value,
+        budget: Duration,
+    ) -> Result<Value, String> {
+        self.handle
+            .block_on(self.http_async(method, url, opts, budget))
     }
 
     fn create_pushback(&self, args: &[Value]) -> Result<Value, String> {
@@ -246,6 +265,7 @@ impl Host for WorkerHost {
                 input,
             ))
             .map_err(|e| format!("createPushback: {e}"))?;
+        self.created.borrow_mut().push(p.id.clone());
         Ok(pushgate::to_json(&p, &self.shared.config.public_url))
     }
 

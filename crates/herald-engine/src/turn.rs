@@ -117,6 +117,40 @@ pub fn run(
     out
 }
 
+/// The cap of `limits` that a turn's replies (from scripts and templates alike) exceed.
+pub fn over_limits(replies: &[Reply], limits: &herald_script::Limits) -> Option<ScriptError> {
+    let limit = |message: String| {
+        Some(ScriptError {
+            kind: herald_script::ErrorKind::Limit,
+            message,
+        })
+    };
+    if replies.len() > limits.max_replies {
+        return limit(format!(
+            "{} replies in one turn; at most {} are sent (script_max_replies)",
+            replies.len(),
+            limits.max_replies
+        ));
+    }
+    let bytes: usize = replies
+        .iter()
+        .map(|r| {
+            r.text.len()
+                + r.buttons
+                    .iter()
+                    .map(|b| b.id.len() + b.text.len())
+                    .sum::<usize>()
+        })
+        .sum();
+    if bytes > limits.max_reply_bytes {
+        return limit(format!(
+            "the turn's replies are {bytes} bytes; at most {} are sent (script_max_reply_bytes)",
+            limits.max_reply_bytes
+        ));
+    }
+    None
+}
+
 fn attach_buttons(replies: &mut Vec<Reply>, buttons: Vec<ButtonOut>) {
     match replies.last_mut() {
         Some(last) if last.buttons.is_empty() => last.buttons = buttons,

@@ -538,7 +538,11 @@ impl Worker {
         };
         let (outcome, finished) = match sandbox.turn(&bot.id, input, host.clone()) {
             Ok(mut js) => {
-                let outcome = turn::run(bot, current, entry, &mut js);
+                let mut outcome = turn::run(bot, current, entry, &mut js);
+                if outcome.error.is_none() {
+                    // Templates make replies too: the caps hold for everything the turn sends.
+                    outcome.error = turn::over_limits(&outcome.replies, &js.limits());
+                }
                 let finished = if outcome.error.is_none() {
                     Some(js.finish())
                 } else {
@@ -587,6 +591,12 @@ impl Worker {
             None => outcome.error,
         };
         let e = error?;
+        // A turn that broke a cap stores none of its replies; a failed turn none of its
+        // pushbacks (its jobs were never handed over).
+        if e.kind == herald_script::ErrorKind::Limit {
+            handled.replies.clear();
+        }
+        handled.revoke_pushbacks = host.created.take();
         {
             let state_path = outcome.handled_by.map(|s| bot.state(s).path.clone());
             tracing::warn!(bot = %bot.id, chat = %event.dialog.chat_id, state = ?state_path, kind = ?e.kind, "script error: {}", e.message);

@@ -40,6 +40,9 @@ pub(crate) fn compile<'js>(ctx: &Ctx<'js>, code: &Code) -> Result<Function<'js>,
     })
 }
 
+/// What [`exception_details`] calls an exception that is not an object or a string.
+pub(crate) const BARE_EXCEPTION: &str = "exception";
+
 /// The message and (wrapper) line of a pending exception.
 pub(crate) fn exception_details(ctx: &Ctx<'_>, err: rquickjs::Error) -> (String, Option<usize>) {
     if !matches!(err, rquickjs::Error::Exception) {
@@ -50,7 +53,7 @@ pub(crate) fn exception_details(ctx: &Ctx<'_>, err: rquickjs::Error) -> (String,
         let text = value
             .as_string()
             .and_then(|s| s.to_string().ok())
-            .unwrap_or_else(|| "exception".to_owned());
+            .unwrap_or_else(|| BARE_EXCEPTION.to_owned());
         return (text, None);
     };
     let message: String = obj

@@ -10,9 +10,8 @@ use herald_core::diag::Diagnostic;
 use herald_core::workflow::WorkflowDef;
 use serde_json::Value;
 
-use crate::{
-    BotJs, ErrorKind, Limits, Sandbox, ScriptError, call_code, render_parts, text_of, truthy,
-};
+use crate::budget::Budget;
+use crate::{BotJs, ErrorKind, Sandbox, ScriptError, call_code, render_parts, text_of, truthy};
 
 /// The globals a workflow's snippets see.
 const SCOPE_KEYS: &[&str] = &[
@@ -53,8 +52,8 @@ impl Sandbox {
         Ok(())
     }
 
-    /// Starts rendering one run of workflow `id`. `scope` is an object with the keys of the
-    /// documented globals; missing ones are `undefined`.
+    /// Starts rendering one run of workflow `id`; its time budget starts now. `scope` is an
+    /// object with the keys of the documented globals; missing ones are `undefined`.
     pub fn workflow_turn(
         &mut self,
         id: &str,
@@ -64,11 +63,11 @@ impl Sandbox {
             kind: ErrorKind::Exception,
             message: format!("workflow `{id}` is not loaded"),
         })?;
+        self.budget.start(false);
         Ok(WorkflowTurn {
             js,
             sandbox_rt: &self.rt,
-            deadline: &self.deadline,
-            limits: self.limits,
+            budget: &self.budget,
             scope,
             prepared: false,
         })
@@ -79,10 +78,15 @@ impl Sandbox {
 pub struct WorkflowTurn<'a> {
     js: &'a BotJs,
     sandbox_rt: &'a rquickjs::Runtime,
-    deadline: &'a std::cell::Cell<Option<std::time::Instant>>,
-    limits: Limits,
+    budget: &'a Budget,
     scope: Value,
     prepared: bool,
+}
+
+impl Drop for WorkflowTurn<'_> {
+    fn drop(&mut self) {
+        self.budget.end();
+    }
 }
 
 impl WorkflowTurn<'_> {
@@ -126,23 +130,14 @@ impl WorkflowTurn<'_> {
     /// Evaluates an `if:` with JavaScript truthiness.
     pub fn condition(&mut self, id: CodeId) -> Result<bool, ScriptError> {
         self.prepare()?;
-        call_code(
-            self.js,
-            self.sandbox_rt,
-            self.deadline,
-            self.limits.time,
-            id,
-            truthy,
-        )
+        call_code(self.js, self.sandbox_rt, self.budget, id, truthy)
     }
 
     /// Renders a template; `undefined`/`null` holes render as empty text, objects as JSON.
     pub fn render(&mut self, t: &Template) -> Result<String, ScriptError> {
         self.prepare()?;
-        let (js, rt, deadline, limit) = (self.js, self.sandbox_rt, self.deadline, self.limits.time);
-        render_parts(t, |id| {
-            call_code(js, rt, deadline, limit, id, text_of(&js.render))
-        })
+        let (js, rt, budget) = (self.js, self.sandbox_rt, self.budget);
+        render_parts(t, |id| call_code(js, rt, budget, id, text_of(&js.render)))
     }
 }
 
@@ -154,6 +149,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
+    use crate::Limits;
 
     fn workflow(text: &str) -> WorkflowDef {
         parse_workflow("w", Path::new("w.yaml"), text, &|_| None, &|_| None).expect("parses")
@@ -215,6 +211,7 @@ mod tests {
             turn.render(bodies[1]).expect("renders"),
             "undefined/undefined"
         );
+        drop(turn);
         let mut next = sb.workflow_turn("w", json!({"payload": {}})).expect("turn");
         assert_eq!(next.render(bodies[1]).expect("renders"), "undefined/object");
     }

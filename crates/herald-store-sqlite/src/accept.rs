@@ -361,8 +361,9 @@ pub(crate) fn apply_batch(hot: &mut Hot<'_>, handled: Vec<HandledEvent>) -> Resu
     Ok(out)
 }
 
-/// A job run's outcome and the jobs its scripts scheduled or cancelled. A job scheduled for the
-/// dialog's own lead before the lead was stored gets `contact_id`.
+/// A job run's outcome, the jobs its scripts scheduled or cancelled, and the pushbacks it
+/// revokes. A job scheduled for the dialog's own lead before the lead was stored gets
+/// `contact_id`.
 fn apply_jobs(
     tx: &Transaction<'_>,
     h: &HandledEvent,
@@ -386,6 +387,12 @@ fn apply_jobs(
             *job_id,
             jiff::Timestamp::from_millisecond(now_ms).unwrap_or_default(),
         )?;
+    }
+    for id in &h.revoke_pushbacks {
+        tx.prepare_cached("DELETE FROM pushbacks WHERE id = ?1")
+            .map_err(backend)?
+            .execute(params![id])
+            .map_err(backend)?;
     }
     Ok(())
 }

@@ -285,6 +285,11 @@ async fn applying_creates_dialog_stores_replies_and_marks_handled(store: &dyn St
     let AcceptOutcome::Accepted(e) = &out[0] else {
         panic!("not accepted")
     };
+    // A pushback the turn created and then revoked (a failed turn's pushbacks go with it).
+    store
+        .create_pushback(&pushback("pb-revoked", "chat-h", None, None))
+        .await
+        .expect("create");
     let now = Timestamp::now();
     let msg = |t: &str| NewMessage {
         text: t.into(),
@@ -315,10 +320,19 @@ async fn applying_creates_dialog_stores_replies_and_marks_handled(store: &dyn St
             schedule: vec![],
             cancel: vec![],
             run: None,
+            revoke_pushbacks: vec!["pb-revoked".into()],
             contact_id: None,
         }])
         .await
         .expect("apply");
+    assert!(
+        store
+            .get_pushback("pb-revoked")
+            .await
+            .expect("get")
+            .is_none(),
+        "a revoked pushback is deleted with the handled event"
+    );
     assert_eq!(applied[0].replies.len(), 2);
     assert!(
         applied[0].replies[0].id < applied[0].replies[1].id,

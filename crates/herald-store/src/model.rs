@@ -180,6 +180,9 @@ pub struct HandledEvent {
     pub cancel: Vec<(String, i64)>,
     /// When the event was a job's run: its outcome.
     pub run: Option<crate::RunResult>,
+    /// Pushbacks to delete: those a failed turn created (they were stored at once, so that a
+    /// link works as soon as a script hands it out).
+    pub revoke_pushbacks: Vec<String>,
     /// The id the dialog's contact gets if the dialog is new (the engine hands out contact ids,
     /// so a script sees `$contact.id` in the dialog's first turn). `None`: storage picks one.
     pub contact_id: Option<i64>,
@@ -201,6 +204,7 @@ impl HandledEvent {
             schedule: Vec::new(),
             cancel: Vec::new(),
             run: None,
+            revoke_pushbacks: Vec::new(),
             contact_id: None,
         }
     }

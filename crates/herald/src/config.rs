@@ -28,9 +28,19 @@ pub struct Settings {
     /// Activations per second per pushback link (0 disables) and the burst allowed.
     pub pushback_rate_limit: u32,
     pub pushback_rate_burst: u32,
-    /// Script time budget per call, in milliseconds, and memory cap per worker, in MiB.
+    /// Script time budget per run (a turn, a job condition, a workflow run), wall clock, host
+    /// calls included, in milliseconds, and memory cap per worker, in MiB.
     pub script_timeout_ms: u64,
     pub script_memory_mb: usize,
+    /// Replies one turn may send, and their bytes (texts and buttons).
+    pub script_max_replies: usize,
+    pub script_max_reply_bytes: usize,
+    /// `$http`, `$pushgate` and `$jobs` calls one run may make.
+    pub script_max_host_calls: usize,
+    /// Largest `$session`, `$client` and tag list a turn may store, each, as JSON bytes.
+    pub script_max_state_bytes: usize,
+    /// `log(...)` lines one run may write; later ones are dropped.
+    pub script_max_log_lines: usize,
     /// Let `$http` reach link-local / cloud-metadata addresses.
     pub http_allow_link_local: bool,
     pub http_timeout_ms: u64,
@@ -90,6 +100,11 @@ impl Default for Settings {
             pushback_rate_burst: 200,
             script_timeout_ms: 1000,
             script_memory_mb: 32,
+            script_max_replies: 100,
+            script_max_reply_bytes: 256 << 10,
+            script_max_host_calls: 1000,
+            script_max_state_bytes: 64 << 10,
+            script_max_log_lines: 100,
             http_allow_link_local: false,
             http_timeout_ms: 10_000,
             workers: 0,

@@ -177,6 +177,11 @@ pub async fn launch_project_with_clock(
         script_limits: herald_script::Limits {
             time: Duration::from_millis(settings.script_timeout_ms.max(1)),
             memory_bytes: settings.script_memory_mb.max(1) << 20,
+            max_replies: settings.script_max_replies,
+            max_reply_bytes: settings.script_max_reply_bytes,
+            max_host_calls: settings.script_max_host_calls,
+            max_state_bytes: settings.script_max_state_bytes,
+            max_log_lines: settings.script_max_log_lines,
         },
         public_url: settings.public_url(),
         http_allow_link_local: settings.http_allow_link_local,
