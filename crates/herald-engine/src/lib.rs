@@ -14,6 +14,7 @@ pub mod clock;
 pub mod host;
 pub mod hub;
 pub mod jobs;
+mod lanes;
 pub mod notify;
 pub mod pushgate;
 mod scheduler;

@@ -1,13 +1,14 @@
 //! Worker threads. Each owns a JavaScript sandbox (QuickJS runtimes cannot move between
 //! threads) and a share of the dialogs: an event goes to the worker picked by hashing its dialog
 //! key, so one dialog's events are handled one at a time, in accept order, without locks.
+//! Within a worker, dialogs take turns and slow ones wait behind the others (see [`Lanes`]).
 
 use std::collections::HashMap;
 use std::hash::BuildHasher;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use herald_core::bot::model::BroadcastAction;
 use herald_script::{Sandbox, TurnInput};
@@ -20,6 +21,7 @@ use serde_json::{Value, json};
 use tokio::sync::{OwnedSemaphorePermit, mpsc};
 
 use crate::host::WorkerHost;
+use crate::lanes::Lanes;
 use crate::turn::Entry;
 use crate::writer::ApplyItem;
 use crate::{EngineError, Shared, turn};
@@ -79,6 +81,9 @@ pub(crate) struct Dispatch {
 
 /// Dialogs a worker keeps in memory before dropping settled ones.
 const CACHE_SOFT_LIMIT: usize = 50_000;
+
+/// The longest a dialog whose last turn was slow waits while other dialogs have work.
+const SLOW_MAX_WAIT: Duration = Duration::from_secs(5);
 
 impl Dispatch {
     pub(crate) fn new(n: usize) -> (Self, Vec<mpsc::UnboundedReceiver<Work>>) {
@@ -203,15 +208,47 @@ impl Worker {
         }
     }
 
+    /// Serves this worker's dialogs in the order [`Lanes`] decides until told to stop, then
+    /// finishes what it was given.
     fn run(mut self, mut rx: mpsc::UnboundedReceiver<Work>) {
-        while let Some(work) = rx.blocking_recv() {
-            let Work::Events(events) = work else { break };
-            for q in events {
-                let mut item = self.handle_event(q.event, q.accepted);
-                item.permit = q.permit;
-                if self.apply_tx.send(item).is_err() {
+        // A turn that takes a quarter of the script budget or more is slow: its dialog waits
+        // behind the others next time.
+        let slow_turn = (self.shared.config.script_limits.time / 4).max(Duration::from_millis(1));
+        let mut lanes: Lanes<DialogKey, Queued> = Lanes::new(SLOW_MAX_WAIT);
+        let mut stopping = false;
+        // Queues a batch of events; `true` for the order to stop.
+        let absorb = |work: Work, lanes: &mut Lanes<DialogKey, Queued>| match work {
+            Work::Events(events) => {
+                let now = Instant::now();
+                for q in events {
+                    lanes.push(q.event.event.dialog.clone(), q, now);
+                }
+                false
+            }
+            Work::Stop => true,
+        };
+        loop {
+            if lanes.is_empty() {
+                if stopping {
                     return;
                 }
+                match rx.blocking_recv() {
+                    Some(work) => stopping |= absorb(work, &mut lanes),
+                    None => return,
+                }
+            }
+            while let Ok(work) = rx.try_recv() {
+                stopping |= absorb(work, &mut lanes);
+            }
+            let Some((key, q)) = lanes.pop(Instant::now()) else {
+                continue;
+            };
+            let started = Instant::now();
+            let mut item = self.handle_event(q.event, q.accepted);
+            item.permit = q.permit;
+            lanes.done(&key, started.elapsed() >= slow_turn, Instant::now());
+            if self.apply_tx.send(item).is_err() {
+                return;
             }
         }
     }

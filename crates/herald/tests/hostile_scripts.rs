@@ -91,6 +91,9 @@ states:
     script: |
       for (var i = 0; i < 100000; i++) log("line", i);
       $reactions.answer("logged");
+  Loop:
+    q!: loop
+    script: while (true) {}
   Failed:
     event!: scriptError
     a: "scriptError {{ $request.rawRequest.eventData.kind }}: {{ $request.rawRequest.eventData.message }}"
@@ -349,4 +352,50 @@ async fn a_log_flood_is_cut_at_the_cap_and_the_turn_goes_on() {
     let lab = lab(&url, |s| s.script_timeout_ms = 5000).await;
     let (replies, _) = lab.say("l", "logs").await;
     assert_eq!(replies, ["logged"]);
+}
+
+/// What a healthy dialog sees while hostile dialogs run endless loops on the same worker (one
+/// worker, so all share it): every healthy message is answered, and the wait is about one
+/// hostile turn (the script budget), not the hostile backlog, because a dialog whose turn was
+/// slow waits behind the others. The latencies are printed, not asserted.
+#[tokio::test]
+async fn a_healthy_dialog_keeps_answering_while_hostile_scripts_loop_on_its_worker() {
+    const BUDGET_MS: u64 = 300;
+    const HOSTILE: usize = 4;
+    const BACKLOG: usize = 4;
+    let (url, _silent) = silent_server().await;
+    let lab = lab(&url, |s| {
+        s.script_timeout_ms = BUDGET_MS;
+        s.workers = 1;
+    })
+    .await;
+    lab.say("healthy", "hi").await;
+    // Every hostile dialog queues a backlog of endless turns.
+    for d in 0..HOSTILE {
+        for _ in 0..BACKLOG {
+            let (s, v) = lab
+                .server
+                .post(
+                    &format!("/api/v1/bots/hostile/dialogs/hostile-{d}/messages"),
+                    json!({"text": "loop"}),
+                )
+                .await;
+            assert_eq!(s, 202, "{v}");
+        }
+    }
+    let mut waits = Vec::new();
+    for _ in 0..10 {
+        let (replies, took) = lab.say("healthy", "hi").await;
+        assert_eq!(replies, ["hello"], "the healthy dialog is answered");
+        waits.push(took);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    waits.sort();
+    println!(
+        "healthy dialog with {HOSTILE} hostile dialogs x {BACKLOG} endless turns ({BUDGET_MS} ms \
+         budget, {} ms of hostile work) on one worker: median {:?}, max {:?}",
+        HOSTILE * BACKLOG * BUDGET_MS as usize,
+        waits[waits.len() / 2],
+        waits[waits.len() - 1]
+    );
 }
