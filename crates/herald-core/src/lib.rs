@@ -15,6 +15,7 @@
 pub mod bot;
 pub mod diag;
 pub mod env;
+pub mod ident;
 pub mod matching;
 pub mod project;
 pub mod schedule;

@@ -37,9 +37,7 @@ fn invalid(field: &'static str, message: impl Into<String>) -> PushbackError {
 
 /// Checks a pushback request against the loaded bots.
 pub fn validate(project: &Project, p: &PushbackIn) -> Result<(), PushbackError> {
-    if p.event.is_empty() {
-        return Err(invalid("event", "event must not be empty"));
-    }
+    herald_core::ident::check("event", &p.event).map_err(|m| invalid("event", m))?;
     if is_reserved_event(&p.event) {
         return Err(invalid(
             "event",
@@ -49,9 +47,7 @@ pub fn validate(project: &Project, p: &PushbackIn) -> Result<(), PushbackError> 
             ),
         ));
     }
-    if p.dialog.chat_id.is_empty() {
-        return Err(invalid("chatId", "chatId must not be empty"));
-    }
+    herald_core::ident::check("chatId", &p.dialog.chat_id).map_err(|m| invalid("chatId", m))?;
     let Some(bot) = project.bots.get(&p.dialog.bot_id) else {
         return Err(invalid(
             "botId",

@@ -2,7 +2,7 @@
 //! A socket first gets every stored reply its chat has not acknowledged, then live replies;
 //! ids let the client drop duplicates, and acks move the replay cursor.
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{Path, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
@@ -13,7 +13,7 @@ use serde_json::{Value, json};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::AppState;
-use crate::dialogs::valid_chat_id;
+use crate::dialogs::check_chat_id;
 use crate::error::{ApiError, ApiQuery};
 
 const CHANNEL: &str = "chatwidget";
@@ -101,22 +101,27 @@ pub async fn ws(
 ) -> Result<Response, ApiError> {
     chat_bot(&st, &bot_id)?;
     let chat_id = match q.chat_id.filter(|c| !c.is_empty()) {
-        Some(c) if valid_chat_id(&c) => c,
-        Some(_) => {
-            return Err(ApiError::invalid_field(
-                "chatId",
-                "chatId must be 1–128 characters of A–Z, a–z, 0–9, - _ . : @",
-            ));
+        Some(c) => {
+            check_chat_id(&c)?;
+            c
         }
         None => uuid::Uuid::new_v4().to_string(),
     };
     let upgrade = upgrade
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "websocket_required", e.body_text()))?;
+    // The socket stays open after the upgrade: it keeps a slot of the connection cap.
+    let slot = st.connections.socket_slot().ok_or_else(|| {
+        ApiError::unavailable("the server has no room for another connection; retry later")
+    })?;
     let key = DialogKey::new(CHANNEL, &bot_id, &chat_id);
+    // A frame's header tells its length: one over the limit is refused before its payload is
+    // read, so a client cannot make the server buffer more than `MAX_FRAME` per socket.
     Ok(upgrade
+        .max_frame_size(MAX_FRAME)
         .max_message_size(MAX_FRAME)
         .read_buffer_size(READ_BUFFER)
         .on_upgrade(move |socket| async move {
+            let _slot = slot;
             let hub_owner = st.engine.shared().clone();
             if let Err(e) = session(st, key.clone(), socket).await {
                 tracing::debug!(error = %e, "chat socket closed");
@@ -139,6 +144,13 @@ fn frame(m: &StoredMessage) -> Message {
         .to_string()
         .into(),
     )
+}
+
+fn close(code: u16, reason: &'static str) -> Message {
+    Message::Close(Some(axum::extract::ws::CloseFrame {
+        code,
+        reason: reason.into(),
+    }))
 }
 
 fn error_frame(message: &str) -> Message {
@@ -195,11 +207,27 @@ async fn session(st: AppState, key: DialogKey, mut socket: WebSocket) -> Result<
             },
             incoming = socket.recv() => match incoming {
                 None => return Ok(()),
-                Some(Err(e)) => return Err(e),
+                Some(Err(e)) => {
+                    // Most often a frame over the limit; say so before closing, if the socket
+                    // still takes a frame.
+                    let (code, reason) = if e.to_string().to_ascii_lowercase().contains("too long") {
+                        (close_code::SIZE, "frames are at most 16 KiB")
+                    } else {
+                        (close_code::PROTOCOL, "malformed WebSocket frame")
+                    };
+                    let _ = socket.send(close(code, reason)).await;
+                    return Err(e);
+                }
                 Some(Ok(Message::Text(text))) => {
                     if let Some(reply) = client_frame(&st, &key, &text).await {
                         socket.send(reply).await?;
                     }
+                }
+                Some(Ok(Message::Binary(_))) => {
+                    socket
+                        .send(close(close_code::UNSUPPORTED, "send JSON in text frames"))
+                        .await?;
+                    return Ok(());
                 }
                 Some(Ok(Message::Close(_))) => return Ok(()),
                 Some(Ok(_)) => {}
@@ -210,7 +238,7 @@ async fn session(st: AppState, key: DialogKey, mut socket: WebSocket) -> Result<
 
 /// Handles one client frame; returns a frame to send back when there is something to say.
 async fn client_frame(st: &AppState, key: &DialogKey, text: &str) -> Option<Message> {
-    let Ok(v) = serde_json::from_str::<Value>(text) else {
+    let Ok(v @ Value::Object(_)) = crate::json::parse::<Value>(text.as_bytes()) else {
         return Some(error_frame("frames must be JSON objects"));
     };
     let str_field = |name: &str| v.get(name).and_then(Value::as_str).map(str::to_owned);

@@ -77,12 +77,9 @@ fn channel_of(st: &AppState, bot_id: &str, asked: Option<String>) -> Result<Stri
     }
 }
 
-pub fn valid_chat_id(chat_id: &str) -> bool {
-    !chat_id.is_empty()
-        && chat_id.len() <= 128
-        && chat_id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-_.:@".contains(&b))
+/// A chat id from a path or query: [`herald_core::ident`]'s rule, or 400 naming `chatId`.
+pub fn check_chat_id(chat_id: &str) -> Result<(), ApiError> {
+    herald_core::ident::check("chatId", chat_id).map_err(|m| ApiError::invalid_field("chatId", m))
 }
 
 pub async fn post_message(
@@ -92,12 +89,7 @@ pub async fn post_message(
     ApiJson(body): ApiJson<MessageIn>,
 ) -> Result<Response, ApiError> {
     require_bot(&st, &headers, &bot_id)?;
-    if !valid_chat_id(&chat_id) {
-        return Err(ApiError::invalid_field(
-            "chatId",
-            "chatId must be 1–128 characters of A–Z, a–z, 0–9, - _ . : @",
-        ));
-    }
+    check_chat_id(&chat_id)?;
     let channel = channel_of(&st, &bot_id, body.channel_type)?;
     let payload = match (body.text, body.event, body.button) {
         (Some(text), None, None) => {
@@ -113,10 +105,12 @@ pub async fn post_message(
             EventPayload::Text { text }
         }
         (None, Some(name), None) => {
-            if name.is_empty() || is_reserved_event(&name) {
+            herald_core::ident::check("event", &name)
+                .map_err(|m| ApiError::invalid_field("event", m))?;
+            if is_reserved_event(&name) {
                 return Err(ApiError::invalid_field(
                     "event",
-                    format!("`{name}` is empty or a reserved system event"),
+                    format!("`{name}` is a reserved system event"),
                 ));
             }
             let data = body.data.unwrap_or_else(|| json!({}));

@@ -115,12 +115,33 @@ impl From<herald_store::StoreError> for ApiError {
     }
 }
 
-/// Reads the body (within the body limit) and maps buffering failures to 413/400.
+/// How long a request body may take to arrive; set per request by [`crate::guard`].
+#[derive(Debug, Clone, Copy)]
+pub struct BodyTimeout(pub std::time::Duration);
+
+/// Reads the body (within the body limit and the body timeout) and maps buffering failures to
+/// 413/408/400.
 pub async fn read_body(mut req: axum::extract::Request) -> Result<(HeaderMap, Bytes), ApiError> {
     // The body extractor reads only the body and the size limit (an extension), so the headers
     // can be moved out rather than copied.
     let headers = std::mem::take(req.headers_mut());
-    let bytes = Bytes::from_request(req, &()).await.map_err(|rej| {
+    let timeout = req
+        .extensions()
+        .get::<BodyTimeout>()
+        .map_or(std::time::Duration::from_secs(30), |t| t.0);
+    let read = tokio::time::timeout(timeout, Bytes::from_request(req, &()))
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "request_timeout",
+                format!(
+                    "the request body did not arrive within {} s",
+                    timeout.as_secs_f64()
+                ),
+            )
+        })?;
+    let bytes = read.map_err(|rej| {
         ApiError::new(
             rej.status(),
             if rej.status() == StatusCode::PAYLOAD_TOO_LARGE {
@@ -151,24 +172,27 @@ pub fn content_type(headers: &HeaderMap) -> Option<String> {
         })
 }
 
-/// Parses JSON, naming the field (as a path) that did not fit.
+/// Parses a JSON body under the rule of [`crate::json`], naming the field (as a path) that did
+/// not fit `T`.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    serde_path_to_error::deserialize(de).map_err(|e| {
-        let path = e.path().to_string();
-        let inner = e.into_inner();
-        if inner.is_syntax() || inner.is_eof() {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "malformed_json",
-                format!("body is not valid JSON: {inner}"),
-            )
-        } else if path == "." {
-            ApiError::bad_request(format!("body: {inner}"))
-        } else {
-            ApiError::invalid_field(&path, format!("{path}: {inner}"))
+    crate::json::parse(bytes).map_err(|e| match e {
+        crate::json::BodyError::Malformed(inner) => malformed_json(&inner),
+        crate::json::BodyError::Field { path, error } if path == "." => {
+            ApiError::bad_request(format!("body: {error}"))
+        }
+        crate::json::BodyError::Field { path, error } => {
+            ApiError::invalid_field(&path, format!("{path}: {error}"))
         }
     })
+}
+
+/// 400 `malformed_json`: the body breaks the JSON rule of [`crate::json`].
+pub fn malformed_json(e: &serde_json::Error) -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "malformed_json",
+        format!("body is not valid JSON: {e}"),
+    )
 }
 
 /// `Query<T>` with Herald's errors: 400 naming what in the query string could not be read.

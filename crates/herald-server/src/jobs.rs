@@ -4,7 +4,7 @@
 //! are 422 and name the field; nothing is stored on an error.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use herald_engine::jobs::{job_json, run_json};
 use herald_engine::{CancelOutcome, ScheduleFailure};
@@ -14,7 +14,7 @@ use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::auth::require_bot;
-use crate::error::{ApiError, ApiJson};
+use crate::error::{ApiError, ApiJson, ApiQuery};
 
 /// Runs shown with a job.
 const RUNS_SHOWN: usize = 50;
@@ -93,7 +93,7 @@ pub async fn list(
     State(st): State<AppState>,
     headers: HeaderMap,
     Path(bot_id): Path<String>,
-    Query(q): Query<ListQuery>,
+    ApiQuery(q): ApiQuery<ListQuery>,
 ) -> Result<Json<Value>, ApiError> {
     known_bot(&st, &headers, &bot_id)?;
     let status = match q.status.as_deref().map(str::trim) {

@@ -6,10 +6,18 @@ pub mod chat;
 pub mod deliveries;
 pub mod dialogs;
 pub mod error;
+pub mod guard;
 pub mod jobs;
+pub mod json;
+pub mod listen;
 pub mod novu;
 pub mod ops;
 pub mod pushgate;
+pub mod routes;
+
+const GET: Method = Method::GET;
+const POST: Method = Method::POST;
+const DELETE: Method = Method::DELETE;
 
 use std::future::Future;
 use std::sync::Arc;
@@ -17,8 +25,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::http::Method;
 use herald_engine::Engine;
+pub use routes::{RouteInfo, Routes, Takes};
 use tokio::net::TcpListener;
 
 #[derive(Clone)]
@@ -29,6 +38,8 @@ pub struct AppState {
     /// Keys accepted as `Authorization: ApiKey <key>` on the notification API (besides the
     /// admin token).
     pub api_keys: Arc<[String]>,
+    /// Open sockets against the connection cap (WebSockets take a slot here).
+    pub connections: listen::Connections,
 }
 
 #[derive(Debug, Clone)]
@@ -39,6 +50,11 @@ pub struct HttpConfig {
     pub push_burst: u32,
     /// Notification API keys (`api_keys` in herald.toml).
     pub api_keys: Vec<String>,
+    /// How long a client may take to send its request headers, and its body.
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+    /// Most open sockets (HTTP connections and WebSockets), lowered to fit the open-file limit.
+    pub max_connections: usize,
 }
 
 impl Default for HttpConfig {
@@ -48,6 +64,9 @@ impl Default for HttpConfig {
             push_rate: 100,
             push_burst: 200,
             api_keys: Vec::new(),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(30),
+            max_connections: 4096,
         }
     }
 }
@@ -58,59 +77,81 @@ pub fn app_state(engine: Arc<Engine>, admin_token: &str, cfg: &HttpConfig) -> Ap
         admin_token: admin_token.into(),
         push_limiter: pushgate::limiter(cfg.push_rate, cfg.push_burst).map(Arc::new),
         api_keys: cfg.api_keys.clone().into(),
+        connections: listen::Connections::new(cfg.max_connections),
     }
+}
+
+/// Every route Herald serves, with what its body must be (see [`routes`]). The guard layers
+/// are added by [`router`].
+pub fn routes(state: &AppState) -> Routes {
+    use Takes::{Json, JsonOrForm, Nothing};
+    // Management routes: a valid token is checked before the body is read, so a caller without
+    // one learns nothing about the body's validity. Handlers then check which bot it may manage.
+    let api = Routes::new()
+        .add(GET, "/api/v1/admin/stats", Nothing, ops::stats)
+        .add(POST, "/api/v1/pushbacks", Json, pushgate::create)
+        .add(GET, "/api/v1/pushbacks", Nothing, pushgate::list)
+        .add(GET, "/api/v1/pushbacks/{id}", Nothing, pushgate::show)
+        .add(DELETE, "/api/v1/pushbacks/{id}", Nothing, pushgate::revoke)
+        .add(
+            POST,
+            "/api/v1/bots/{bot_id}/dialogs/{chat_id}/messages",
+            Json,
+            dialogs::post_message,
+        )
+        .add(
+            GET,
+            "/api/v1/bots/{bot_id}/dialogs/{chat_id}/messages",
+            Nothing,
+            dialogs::list_messages,
+        )
+        .add(
+            GET,
+            "/api/v1/bots/{bot_id}/dialogs/{chat_id}",
+            Nothing,
+            dialogs::show_dialog,
+        )
+        .add(GET, "/api/v1/contacts/{id}", Nothing, dialogs::show_contact)
+        .add(GET, "/api/v1/deliveries", Nothing, deliveries::list)
+        .add(
+            POST,
+            "/api/v1/deliveries/{id}/retry",
+            Nothing,
+            deliveries::retry,
+        )
+        .add(POST, "/bots/{bot_id}/jobs/schedule", Json, jobs::schedule)
+        .add(GET, "/bots/{bot_id}/jobs", Nothing, jobs::list)
+        .add(GET, "/bots/{bot_id}/jobs/{id}", Nothing, jobs::show)
+        .add(DELETE, "/bots/{bot_id}/jobs/{id}", Nothing, jobs::cancel)
+        .map(|r| {
+            r.route_layer(axum::middleware::from_fn_with_state(
+                state.clone(),
+                auth::require_token,
+            ))
+        });
+    Routes::new()
+        .add(GET, "/healthz", Nothing, ops::healthz)
+        .add(GET, "/readyz", Nothing, ops::readyz)
+        .add(GET, "/metrics", Nothing, ops::metrics)
+        .merge(api)
+        .merge(novu::routes(state.clone()))
+        .add(GET, "/chat/widget.js", Nothing, chat::widget_js)
+        .add(GET, "/chat/assets/{file}", Nothing, chat::assets)
+        .add(GET, "/chat/{bot_id}", Nothing, chat::page)
+        .add(GET, "/chat/{bot_id}/ws", Nothing, chat::ws)
+        .add(GET, "/{segment}", Nothing, pushgate::activate)
+        .add(POST, "/{segment}", JsonOrForm, pushgate::activate)
+}
+
+/// The table of [`routes`], for tests and docs.
+pub fn route_table(state: &AppState) -> Vec<RouteInfo> {
+    routes(state).into_parts().1
 }
 
 pub fn router(state: AppState, cfg: &HttpConfig) -> Router {
     let _ = ops::prometheus();
-    // Management routes: a valid token is checked before the body is read, so a caller without
-    // one learns nothing about the body's validity. Handlers then check which bot it may manage.
-    let api = Router::new()
-        .route("/api/v1/admin/stats", get(ops::stats))
-        .route(
-            "/api/v1/pushbacks",
-            post(pushgate::create).get(pushgate::list),
-        )
-        .route(
-            "/api/v1/pushbacks/{id}",
-            get(pushgate::show).delete(pushgate::revoke),
-        )
-        .route(
-            "/api/v1/bots/{bot_id}/dialogs/{chat_id}/messages",
-            post(dialogs::post_message).get(dialogs::list_messages),
-        )
-        .route(
-            "/api/v1/bots/{bot_id}/dialogs/{chat_id}",
-            get(dialogs::show_dialog),
-        )
-        .route("/api/v1/contacts/{id}", get(dialogs::show_contact))
-        .route("/api/v1/deliveries", get(deliveries::list))
-        .route("/api/v1/deliveries/{id}/retry", post(deliveries::retry))
-        .route("/bots/{bot_id}/jobs/schedule", post(jobs::schedule))
-        .route("/bots/{bot_id}/jobs", get(jobs::list))
-        .route(
-            "/bots/{bot_id}/jobs/{id}",
-            get(jobs::show).merge(delete(jobs::cancel)),
-        )
-        .route_layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            auth::require_token,
-        ));
-    Router::new()
-        .route("/healthz", get(ops::healthz))
-        .route("/readyz", get(ops::readyz))
-        .route("/metrics", get(ops::metrics))
-        .merge(api)
-        .merge(novu::router(state.clone()))
-        .route("/chat/widget.js", get(chat::widget_js))
-        .route("/chat/assets/{file}", get(chat::assets))
-        .route("/chat/{bot_id}", get(chat::page))
-        .route("/chat/{bot_id}/ws", get(chat::ws))
-        .route(
-            "/{segment}",
-            get(pushgate::activate).post(pushgate::activate),
-        )
-        .fallback(|| async { error::ApiError::not_found("no such route") })
+    let (app, _) = routes(&state).into_parts();
+    app.fallback(|| async { error::ApiError::not_found("no such route") })
         .method_not_allowed_fallback(|| async {
             error::ApiError::new(
                 axum::http::StatusCode::METHOD_NOT_ALLOWED,
@@ -118,6 +159,13 @@ pub fn router(state: AppState, cfg: &HttpConfig) -> Router {
                 "this route does not take that method",
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            guard::GuardConfig {
+                body_limit: cfg.body_limit,
+                body_timeout: cfg.body_timeout,
+            },
+            guard::guard,
+        ))
         .layer(axum::middleware::from_fn(ops::track))
         .layer(DefaultBodyLimit::max(cfg.body_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
@@ -128,23 +176,23 @@ pub fn router(state: AppState, cfg: &HttpConfig) -> Router {
         .with_state(state)
 }
 
-/// Serves until `shutdown` resolves, then stops accepting and finishes in-flight requests.
+/// Serves until `shutdown` resolves, then stops accepting and finishes in-flight requests (see
+/// [`listen`]: the connection cap, the header timeout).
 pub async fn serve(
     listener: TcpListener,
     app: Router,
+    state: &AppState,
+    cfg: &HttpConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::serve::ListenerExt;
-    // Answers and WebSocket frames are small and written whole: send them at once rather than
-    // letting Nagle's algorithm hold one back until the peer acknowledges the previous one.
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::debug!(error = %e, "cannot set TCP_NODELAY on a connection");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    listen::serve(
+        listener,
+        app,
+        state.connections.clone(),
+        cfg.header_timeout,
+        shutdown,
+    )
+    .await
 }
 
 /// Drops idle per-link rate-limit state now and then, so the limiter does not grow forever.

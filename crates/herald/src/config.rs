@@ -25,6 +25,12 @@ pub struct Settings {
     pub project: Option<PathBuf>,
     /// Largest request body in bytes.
     pub body_limit: usize,
+    /// Seconds a client may take to send its request headers, and its request body.
+    pub header_timeout_secs: u64,
+    pub body_timeout_secs: u64,
+    /// Most open sockets (HTTP connections and chat WebSockets); lowered at start to what the
+    /// process's open-file limit allows.
+    pub max_connections: usize,
     /// Activations per second per pushback link (0 disables) and the burst allowed.
     pub pushback_rate_limit: u32,
     pub pushback_rate_burst: u32,
@@ -96,6 +102,9 @@ impl Default for Settings {
             admin_token: None,
             project: None,
             body_limit: 256 * 1024,
+            header_timeout_secs: 10,
+            body_timeout_secs: 30,
+            max_connections: 4096,
             pushback_rate_limit: 100,
             pushback_rate_burst: 200,
             script_timeout_ms: 1000,

@@ -102,11 +102,17 @@ fn write_private(path: &Path, text: &str) -> std::io::Result<()> {
 pub struct Running {
     pub addr: std::net::SocketAddr,
     pub admin_token: String,
+    state: herald_server::AppState,
     stop: tokio::sync::watch::Sender<bool>,
     done: tokio::task::JoinHandle<anyhow::Result<()>>,
 }
 
 impl Running {
+    /// The HTTP layer's state (for [`herald_server::route_table`], say).
+    pub fn state(&self) -> &herald_server::AppState {
+        &self.state
+    }
+
     /// Graceful stop: no new connections, in-flight requests and events finish, results commit.
     pub async fn stop(self) -> anyhow::Result<()> {
         let _ = self.stop.send(true);
@@ -197,17 +203,22 @@ pub async fn launch_project_with_clock(
         push_rate: settings.pushback_rate_limit,
         push_burst: settings.pushback_rate_burst,
         api_keys: settings.api_keys.clone(),
+        header_timeout: Duration::from_secs(settings.header_timeout_secs.max(1)),
+        body_timeout: Duration::from_secs(settings.body_timeout_secs.max(1)),
+        max_connections: settings.max_connections.max(1),
     };
     let state = herald_server::app_state(engine.clone(), &admin, &http);
     herald_server::spawn_housekeeping(&state);
-    let app = herald_server::router(state, &http);
+    let app = herald_server::router(state.clone(), &http);
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let grace = Duration::from_secs(settings.shutdown_timeout_secs);
+    let serve_state = state.clone();
     let done = tokio::spawn(async move {
+        let state = serve_state;
         let shutdown = async move {
             let _ = stopped.wait_for(|s| *s).await;
         };
-        herald_server::serve(listener, app, shutdown).await?;
+        herald_server::serve(listener, app, &state, &http, shutdown).await?;
         if tokio::time::timeout(grace, engine.shutdown())
             .await
             .is_err()
@@ -222,6 +233,7 @@ pub async fn launch_project_with_clock(
     Ok(Running {
         addr,
         admin_token: admin,
+        state,
         stop,
         done,
     })

@@ -33,6 +33,7 @@ enum Command {
     /// Run the server. Settings come from defaults, PROJECT/herald.toml, HERALD_* variables and these flags.
     #[command(
         after_help = "More settings (herald.toml keys, or HERALD_<KEY> variables): body_limit, \
+header_timeout_secs, body_timeout_secs, max_connections, \
 pushback_rate_limit, pushback_rate_burst, script_timeout_ms, script_memory_mb, script_max_replies, \
 script_max_reply_bytes, script_max_host_calls, script_max_state_bytes, script_max_log_lines, http_allow_link_local, \
 http_timeout_ms, workers, runtime_threads, sqlite_synchronous (full|normal), log, log_format (text|json), shutdown_timeout_secs, api_keys, [smtp]. \

@@ -10,14 +10,18 @@ mod topics;
 
 use crate::auth::same;
 use axum::Json;
-use axum::Router;
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{HeaderMap, Method, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use serde_json::{Value, json};
 
 use crate::AppState;
 use crate::error::ApiError;
+use crate::routes::{Routes, Takes};
+
+const GET: Method = Method::GET;
+const POST: Method = Method::POST;
+const PUT: Method = Method::PUT;
+const DELETE: Method = Method::DELETE;
 
 /// A Herald error in Novu's error shape.
 pub struct NovuError(pub ApiError);
@@ -94,49 +98,80 @@ async fn require_key(
     }
 }
 
-pub fn router(state: AppState) -> Router<AppState> {
-    Router::new()
-        .route("/v1/events/trigger", post(events::trigger))
-        .route("/v1/events/trigger/bulk", post(events::bulk))
-        .route("/v1/events/trigger/broadcast", post(events::broadcast))
-        .route(
+/// The Novu-compatible routes (see [`crate::routes`]), behind the API key check.
+pub fn routes(state: AppState) -> Routes {
+    use Takes::{Json, Nothing};
+    Routes::new()
+        .add(POST, "/v1/events/trigger", Json, events::trigger)
+        .add(POST, "/v1/events/trigger/bulk", Json, events::bulk)
+        .add(
+            POST,
+            "/v1/events/trigger/broadcast",
+            Json,
+            events::broadcast,
+        )
+        .add(
+            DELETE,
             "/v1/events/trigger/{transaction_id}",
-            axum::routing::delete(events::cancel),
+            Nothing,
+            events::cancel,
         )
-        .route("/v1/notifications", get(events::activity))
-        .route(
-            "/v1/subscribers",
-            post(subscribers::identify).get(subscribers::list),
-        )
-        .route("/v1/subscribers/bulk", post(subscribers::bulk))
-        .route(
+        .add(GET, "/v1/notifications", Nothing, events::activity)
+        .add(POST, "/v1/subscribers", Json, subscribers::identify)
+        .add(GET, "/v1/subscribers", Nothing, subscribers::list)
+        .add(POST, "/v1/subscribers/bulk", Json, subscribers::bulk)
+        .add(
+            GET,
             "/v1/subscribers/{subscriber_id}",
-            get(subscribers::show)
-                .put(subscribers::update)
-                .delete(subscribers::remove),
+            Nothing,
+            subscribers::show,
         )
-        .route(
+        .add(
+            PUT,
+            "/v1/subscribers/{subscriber_id}",
+            Json,
+            subscribers::update,
+        )
+        .add(
+            DELETE,
+            "/v1/subscribers/{subscriber_id}",
+            Nothing,
+            subscribers::remove,
+        )
+        .add(
+            GET,
             "/v1/subscribers/{subscriber_id}/notifications/feed",
-            get(subscribers::feed),
+            Nothing,
+            subscribers::feed,
         )
-        .route(
+        .add(
+            GET,
             "/v1/subscribers/{subscriber_id}/notifications/unseen",
-            get(subscribers::unseen),
+            Nothing,
+            subscribers::unseen,
         )
-        .route(
+        .add(
+            POST,
             "/v1/subscribers/{subscriber_id}/messages/markAs",
-            post(subscribers::mark),
+            Json,
+            subscribers::mark,
         )
-        .route(
+        .add(
+            POST,
             "/v1/subscribers/{subscriber_id}/messages/mark-all",
-            post(subscribers::mark_all),
+            Json,
+            subscribers::mark_all,
         )
-        .route("/v1/topics", post(topics::create).get(topics::list))
-        .route("/v1/topics/{key}", get(topics::show).delete(topics::remove))
-        .route("/v1/topics/{key}/subscribers", post(topics::add))
-        .route(
+        .add(POST, "/v1/topics", Json, topics::create)
+        .add(GET, "/v1/topics", Nothing, topics::list)
+        .add(GET, "/v1/topics/{key}", Nothing, topics::show)
+        .add(DELETE, "/v1/topics/{key}", Nothing, topics::remove)
+        .add(POST, "/v1/topics/{key}/subscribers", Json, topics::add)
+        .add(
+            POST,
             "/v1/topics/{key}/subscribers/removal",
-            post(topics::remove_subscribers),
+            Json,
+            topics::remove_subscribers,
         )
-        .route_layer(axum::middleware::from_fn_with_state(state, require_key))
+        .map(|r| r.route_layer(axum::middleware::from_fn_with_state(state, require_key)))
 }

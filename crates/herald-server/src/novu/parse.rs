@@ -49,6 +49,11 @@ fn bad(field: &str, msg: impl std::fmt::Display) -> ApiError {
     ApiError::unprocessable(field, msg)
 }
 
+/// 422 unless `id` follows [`herald_core::ident`]'s rule.
+pub fn ident(field: &str, id: &str) -> Result<(), ApiError> {
+    herald_core::ident::check(field, id).map_err(|m| bad(field, m))
+}
+
 /// An optional string field (`null` counts as absent).
 pub fn opt_str(o: &Map<String, Value>, field: &str) -> Result<Option<String>, ApiError> {
     match o.get(field) {
@@ -61,11 +66,14 @@ pub fn opt_str(o: &Map<String, Value>, field: &str) -> Result<Option<String>, Ap
     }
 }
 
-/// A non-empty subscriber id.
+/// A subscriber id or topic key: [`herald_core::ident`]'s rule (a subscriber id also names
+/// the chat a workflow's chat step opens for it).
 fn subscriber_id(v: Option<&Value>, field: &str) -> Result<String, ApiError> {
     match v {
-        Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.clone()),
-        Some(Value::String(_)) => Err(bad(field, "must not be empty")),
+        Some(Value::String(s)) => {
+            ident(field, s)?;
+            Ok(s.clone())
+        }
         None | Some(Value::Null) => Err(bad(field, "is required")),
         Some(other) => Err(bad(
             field,
@@ -204,11 +212,8 @@ pub fn trigger_request(
         Some(recipients(o.get("to"))?)
     };
     let transaction_id = opt_str(o, "transactionId")?;
-    if transaction_id
-        .as_deref()
-        .is_some_and(|t| t.is_empty() || t.len() > 255)
-    {
-        return Err(bad("transactionId", "must be 1 to 255 characters"));
+    if let Some(t) = &transaction_id {
+        ident("transactionId", t)?;
     }
     let actor = match o.get("actor") {
         None | Some(Value::Null) => None,

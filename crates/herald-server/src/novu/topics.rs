@@ -20,6 +20,7 @@ pub async fn create(State(st): State<AppState>, NovuJson(body): NovuJson) -> Nov
     let key = opt_str(&body, "key")?
         .filter(|k| !k.trim().is_empty())
         .ok_or_else(|| ApiError::unprocessable("key", "is required"))?;
+    super::parse::ident("key", &key)?;
     let name = opt_str(&body, "name")?.unwrap_or_else(|| key.clone());
     let shared = st.engine.shared();
     match shared

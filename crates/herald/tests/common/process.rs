@@ -76,6 +76,37 @@ impl ChildServer {
     /// Starts `herald serve` on a free port with the admin token [`ADMIN`], logging to `log`;
     /// `env` adds settings (`HERALD_*`).
     pub fn spawn(project: &Path, data: &Path, log: &Path, env: &[(&str, &str)]) -> Self {
+        Self::spawn_with(
+            Command::new(env!("CARGO_BIN_EXE_herald")),
+            project,
+            data,
+            log,
+            env,
+        )
+    }
+
+    /// [`ChildServer::spawn`] with at most `files` open files (`ulimit -n`, through `sh`).
+    pub fn spawn_with_open_files(
+        files: u32,
+        project: &Path,
+        data: &Path,
+        log: &Path,
+        env: &[(&str, &str)],
+    ) -> Self {
+        let mut cmd = Command::new("sh");
+        cmd.arg("-c")
+            .arg(format!("ulimit -n {files} && exec \"$0\" \"$@\""))
+            .arg(env!("CARGO_BIN_EXE_herald"));
+        Self::spawn_with(cmd, project, data, log, env)
+    }
+
+    fn spawn_with(
+        mut cmd: Command,
+        project: &Path,
+        data: &Path,
+        log: &Path,
+        env: &[(&str, &str)],
+    ) -> Self {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .expect("free port")
@@ -86,7 +117,6 @@ impl ChildServer {
             .open(log)
             .expect("open log");
         let err = out.try_clone().expect("clone log");
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_herald"));
         // Settings reject unknown HERALD_* variables: start from a clean slate.
         for (k, _) in std::env::vars_os() {
             if k.to_string_lossy().starts_with("HERALD_") {
