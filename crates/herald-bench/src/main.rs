@@ -1,6 +1,6 @@
 //! `herald-bench`: benchmark programs that start a real `herald serve` and measure it.
 //!
-//! Each scenario is a subcommand implemented in its own module (`pushback`, `jobs`, and
+//! Each scenario is a subcommand implemented in its own module (`pushback`, `jobs`, `hostile`, and
 //! `trigger` and `broadcast` in `notify`). A scenario gets a freshly started server
 //! ([`server::Server`]) with a throwaway project (`jobs` starts a fresh one per phase), drives
 //! load against it, prints human-readable numbers next to the targets, and ends with one
@@ -11,6 +11,7 @@
 //! usually shares the machine's cores with it.
 
 mod client;
+mod hostile;
 mod jobs;
 mod load;
 mod notify;
@@ -51,6 +52,9 @@ enum Scenario {
     /// One broadcast to many subscribers (default 100,000) with one in_app step: time until
     /// every feed entry is committed.
     Broadcast(notify::BroadcastArgs),
+    /// Healthy dialogs' reply latency alone and while hostile dialogs run scripts that loop
+    /// until the script budget stops them.
+    Hostile(hostile::HostileArgs),
 }
 
 /// Options every scenario takes.
@@ -83,6 +87,7 @@ fn main() -> ExitCode {
         Scenario::Jobs(a) => a.common.clone(),
         Scenario::Trigger(a) => a.common.clone(),
         Scenario::Broadcast(a) => a.common.clone(),
+        Scenario::Hostile(a) => a.common.clone(),
     };
     // One thread: a current-thread runtime, so the pacer, the connections and the I/O driver
     // never wake each other across threads.
@@ -115,6 +120,9 @@ fn main() -> ExitCode {
                             notify::run_broadcast(args, server).await
                         })
                         .await
+                    }
+                    Scenario::Hostile(args) => {
+                        with_server(&common, async |server| hostile::run(args, server).await).await
                     }
                 }
             })

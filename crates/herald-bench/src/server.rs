@@ -56,6 +56,23 @@ triggers:
       $session.ticks = ($session.ticks || 0) + 1;
 ";
 
+/// Bot id of the hostile-scripts benchmark bot: `hi` is answered at once, `loop` runs until the
+/// script budget stops it.
+pub const HOSTILE_BOT_ID: &str = "hostile";
+
+const HOSTILE_BOT_YAML: &str = "\
+name: Bench hostile
+channels:
+  chatwidget: {}
+states:
+  Hello:
+    q!: [hi]
+    a: hello
+  Loop:
+    q!: [loop]
+    script: while (true) {}
+";
+
 /// Workflow the notification benchmarks trigger: one `in_app` step rendered from the payload and
 /// the subscriber.
 pub const WORKFLOW_ID: &str = "bench-inapp";
@@ -99,7 +116,11 @@ impl Server {
             .context("creating a temporary directory")?;
         let root = dir.path().to_path_buf();
         let project = root.join("project");
-        for (id, yaml) in [(BOT_ID, BOT_YAML), (JOBS_BOT_ID, JOBS_BOT_YAML)] {
+        for (id, yaml) in [
+            (BOT_ID, BOT_YAML),
+            (JOBS_BOT_ID, JOBS_BOT_YAML),
+            (HOSTILE_BOT_ID, HOSTILE_BOT_YAML),
+        ] {
             let bot_dir = project.join("bots").join(id);
             fs::create_dir_all(&bot_dir)
                 .with_context(|| format!("creating {}", bot_dir.display()))?;

@@ -38,6 +38,9 @@ pub(crate) struct Queued {
     event: StoredEvent,
     accepted: Instant,
     permit: Option<OwnedSemaphorePermit>,
+    /// The dialog key's hash: the worker's [`Lanes`] key (two dialogs that share a hash share
+    /// a queue, which keeps each one's order).
+    lane: u64,
 }
 
 /// Events gathered per worker, sent with one wake-up per worker (see [`Dispatch::outbox`]).
@@ -53,11 +56,12 @@ impl Outbox<'_> {
         accepted: Instant,
         permit: Option<OwnedSemaphorePermit>,
     ) {
-        let i = self.dispatch.shard(&event.event.dialog);
+        let (i, lane) = self.dispatch.shard(&event.event.dialog);
         self.shards[i].push(Queued {
             event,
             accepted,
             permit,
+            lane,
         });
     }
 
@@ -99,8 +103,10 @@ impl Dispatch {
         )
     }
 
-    fn shard(&self, key: &DialogKey) -> usize {
-        (self.hasher.hash_one(key) % self.senders.len() as u64) as usize
+    /// The worker of a dialog, and the dialog key's hash.
+    fn shard(&self, key: &DialogKey) -> (usize, u64) {
+        let hash = self.hasher.hash_one(key);
+        ((hash % self.senders.len() as u64) as usize, hash)
     }
 
     /// Queues an event for its dialog's worker. A closed queue means we are stopping; the event
@@ -111,11 +117,12 @@ impl Dispatch {
         accepted: Instant,
         permit: Option<OwnedSemaphorePermit>,
     ) {
-        let i = self.shard(&event.event.dialog);
+        let (i, lane) = self.shard(&event.event.dialog);
         let _ = self.senders[i].send(Work::Events(vec![Queued {
             event,
             accepted,
             permit,
+            lane,
         }]));
     }
 
@@ -214,14 +221,14 @@ impl Worker {
         // A turn that takes a quarter of the script budget or more is slow: its dialog waits
         // behind the others next time.
         let slow_turn = (self.shared.config.script_limits.time / 4).max(Duration::from_millis(1));
-        let mut lanes: Lanes<DialogKey, Queued> = Lanes::new(SLOW_MAX_WAIT);
+        let mut lanes: Lanes<u64, Queued> = Lanes::new(SLOW_MAX_WAIT);
         let mut stopping = false;
         // Queues a batch of events; `true` for the order to stop.
-        let absorb = |work: Work, lanes: &mut Lanes<DialogKey, Queued>| match work {
+        let absorb = |work: Work, lanes: &mut Lanes<u64, Queued>| match work {
             Work::Events(events) => {
                 let now = Instant::now();
                 for q in events {
-                    lanes.push(q.event.event.dialog.clone(), q, now);
+                    lanes.push(q.lane, q, now);
                 }
                 false
             }

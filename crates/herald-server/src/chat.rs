@@ -238,7 +238,7 @@ async fn session(st: AppState, key: DialogKey, mut socket: WebSocket) -> Result<
 
 /// Handles one client frame; returns a frame to send back when there is something to say.
 async fn client_frame(st: &AppState, key: &DialogKey, text: &str) -> Option<Message> {
-    let Ok(v @ Value::Object(_)) = crate::json::parse::<Value>(text.as_bytes()) else {
+    let Ok(v @ Value::Object(_)) = crate::json::parse_value(text.as_bytes()) else {
         return Some(error_frame("frames must be JSON objects"));
     };
     let str_field = |name: &str| v.get(name).and_then(Value::as_str).map(str::to_owned);

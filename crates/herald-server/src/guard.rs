@@ -1,4 +1,5 @@
-//! What every request passes through before its route: a body whose declared length is over
+//! What every request passes through around its route (called by `ops::track`, the one
+//! middleware every route has): a body whose declared length is over
 //! the limit is refused before a byte of it is read; the body timeout is handed to the body
 //! readers; and an error answer written as plain text by the HTTP layer (a path segment that
 //! is not UTF-8, a query string that cannot be read, an upgrade without its headers) is
@@ -6,9 +7,8 @@
 
 use std::time::Duration;
 
-use axum::extract::{Request, State};
+use axum::extract::Request;
 use axum::http::{StatusCode, header};
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 
 use crate::error::{ApiError, BodyTimeout};
@@ -22,8 +22,10 @@ pub struct GuardConfig {
 /// The largest plain-text error body that is carried over into the JSON answer.
 const MAX_TEXT: usize = 4096;
 
-pub async fn guard(State(cfg): State<GuardConfig>, mut req: Request, next: Next) -> Response {
-    let novu = req.uri().path().starts_with("/v1/");
+/// Before the route: the answer to a request refused at once (a body declared over the
+/// limit), else the request with its body timeout attached.
+#[allow(clippy::result_large_err)]
+pub fn admit(cfg: &GuardConfig, mut req: Request) -> Result<Request, Response> {
     let declared = req
         .headers()
         .get(header::CONTENT_LENGTH)
@@ -35,17 +37,29 @@ pub async fn guard(State(cfg): State<GuardConfig>, mut req: Request, next: Next)
             "payload_too_large",
             format!("the body is larger than {} bytes", cfg.body_limit),
         );
-        return answer(e, novu);
+        return Err(answer(e, is_novu(&req)));
     }
     req.extensions_mut().insert(BodyTimeout(cfg.body_timeout));
-    let resp = next.run(req).await;
+    Ok(req)
+}
+
+/// Whether `req` belongs to the Novu-compatible API (errors in Novu's shape).
+pub fn is_novu(req: &Request) -> bool {
+    req.uri().path().starts_with("/v1/")
+}
+
+/// After the route: an error answer that is not JSON, rewritten as JSON.
+pub async fn as_json(resp: Response, novu: bool) -> Response {
     let status = resp.status();
+    if status.as_u16() < 400 {
+        return resp;
+    }
     let json = resp
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
         .is_some_and(|ct| ct.starts_with("application/json"));
-    if status.as_u16() < 400 || json {
+    if json {
         return resp;
     }
     let text = axum::body::to_bytes(resp.into_body(), MAX_TEXT)

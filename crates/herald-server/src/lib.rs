@@ -164,9 +164,8 @@ pub fn router(state: AppState, cfg: &HttpConfig) -> Router {
                 body_limit: cfg.body_limit,
                 body_timeout: cfg.body_timeout,
             },
-            guard::guard,
+            ops::track,
         ))
-        .layer(axum::middleware::from_fn(ops::track))
         .layer(DefaultBodyLimit::max(cfg.body_limit))
         .layer(tower_http::catch_panic::CatchPanicLayer::custom(|_| {
             axum::response::IntoResponse::into_response(error::ApiError::internal(

@@ -22,6 +22,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::body::Body;
 use http_body_util::BodyExt;
+use hyper::body::Body as _;
 use hyper::server::conn::http1;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
@@ -292,22 +293,29 @@ async fn connection(
                 Ok(r) => r,
                 Err(never) => match never {},
             };
-            // The request counts as in flight until its response body is sent.
-            let response = response.map(|body| {
-                Body::new(body.map_frame(move |f| {
-                    let _ = &guard;
-                    f
-                }))
-            });
+            // The request counts as in flight until its response body is sent. A body whose
+            // size is known is in memory already and goes out with the response head.
+            let response = if response.body().size_hint().exact().is_some() {
+                drop(guard);
+                response
+            } else {
+                response.map(|body| {
+                    Body::new(body.map_frame(move |f| {
+                        let _ = &guard;
+                        f
+                    }))
+                })
+            };
             Ok::<_, Infallible>(response)
         }
     });
-    let conn = http1::Builder::new()
-        .timer(TokioTimer::new())
-        .header_read_timeout(header_timeout)
-        .serve_connection(TokioIo::new(tcp), service)
-        .with_upgrades();
-    let mut conn = std::pin::pin!(conn);
+    let mut conn = Box::pin(
+        http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(header_timeout)
+            .serve_connection(TokioIo::new(tcp), service)
+            .with_upgrades(),
+    );
     let mut closed = std::pin::pin!(closed);
     let stopping = async move {
         let _ = stop.wait_for(|s| *s).await;
@@ -329,5 +337,8 @@ async fn connection(
             }
         }
     }
+    // The socket is closed before its slot is given back, so the open-file count never
+    // passes the cap.
+    drop(conn);
     conns.release(id);
 }

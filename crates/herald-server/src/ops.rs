@@ -111,8 +111,13 @@ impl RouteMetrics {
     }
 }
 
-/// Counts requests by matched route and status, and times them.
-pub async fn track(req: Request, next: Next) -> Response {
+/// Counts requests by matched route and status, and times them; applies the request guards of
+/// [`crate::guard`] around the route.
+pub async fn track(
+    State(guard): State<crate::guard::GuardConfig>,
+    req: Request,
+    next: Next,
+) -> Response {
     let matched = req.extensions().get::<MatchedPath>().cloned();
     let route = matched.as_ref().map_or("unmatched", |p| p.as_str());
     let metrics = RouteMetrics::of(route);
@@ -129,7 +134,11 @@ pub async fn track(req: Request, next: Next) -> Response {
         _ => "OTHER",
     };
     let started = std::time::Instant::now();
-    let mut resp = next.run(req).await;
+    let novu = crate::guard::is_novu(&req);
+    let mut resp = match crate::guard::admit(&guard, req) {
+        Ok(req) => crate::guard::as_json(next.run(req).await, novu).await,
+        Err(refused) => refused,
+    };
     // JSON bodies are UTF-8; say so, as the API contract promises.
     if resp
         .headers()

@@ -282,15 +282,13 @@ fn event_data(headers: &HeaderMap, body: &[u8]) -> Result<Value, ApiError> {
             "send a JSON object (application/json) or a form (application/x-www-form-urlencoded)",
         ));
     }
-    match crate::json::parse::<Value>(body) {
+    match crate::json::parse_value(body) {
         Ok(v @ Value::Object(_)) => Ok(v),
         Ok(_) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "not_an_object",
             "body must be a JSON object",
         )),
-        Err(
-            crate::json::BodyError::Malformed(e) | crate::json::BodyError::Field { error: e, .. },
-        ) => Err(crate::error::malformed_json(&e)),
+        Err(e) => Err(crate::error::malformed_json(&e)),
     }
 }

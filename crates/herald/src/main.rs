@@ -139,6 +139,7 @@ fn main() -> ExitCode {
             settings.database_url = database_url.or(settings.database_url);
             settings.admin_token = admin_token.or(settings.admin_token);
             init_logs(&settings);
+            raise_open_file_limit();
             let loaded = match load_checked_project(&project.project) {
                 Ok(p) => p,
                 Err(d) => {
@@ -176,6 +177,28 @@ fn main() -> ExitCode {
                     eprintln!("herald: {e:#}");
                     ExitCode::FAILURE
                 }
+            }
+        }
+    }
+}
+
+/// Raises the soft limit on open files to the hard one, as Go and other servers do at start:
+/// the soft default (often 1024) is meant for interactive programs, and every connection and
+/// chat socket takes a file descriptor. The connection cap is derived from the limit in force.
+fn raise_open_file_limit() {
+    #[cfg(unix)]
+    {
+        use rustix::process::{Resource, Rlimit, getrlimit, setrlimit};
+        let Rlimit { current, maximum } = getrlimit(Resource::Nofile);
+        // No more than a million: an unlimited hard limit must not become a huge soft one.
+        let want = maximum.unwrap_or(1 << 20).min(1 << 20);
+        if current.is_some_and(|c| c < want) {
+            let raised = Rlimit {
+                current: Some(want),
+                maximum,
+            };
+            if let Err(e) = setrlimit(Resource::Nofile, raised) {
+                tracing::debug!(error = %e, "cannot raise the open-file limit");
             }
         }
     }

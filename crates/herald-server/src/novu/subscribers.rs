@@ -228,7 +228,7 @@ fn payload_filter(raw: &str) -> Result<Value, ApiError> {
     let bytes = base64::engine::general_purpose::STANDARD
         .decode(raw.trim())
         .map_err(|_| ApiError::invalid_field("payload", "must be base64 of a JSON object"))?;
-    match crate::json::parse::<Value>(&bytes) {
+    match crate::json::parse_value(&bytes) {
         Ok(v @ Value::Object(_)) if leaves(&v) <= MAX_FILTER_LEAVES => Ok(v),
         Ok(Value::Object(_)) => Err(ApiError::invalid_field(
             "payload",
