@@ -1,5 +1,5 @@
-//! A project directory's definitions: every `bots/<id>/bot.yaml` and `workflows/<id>.yaml`,
-//! loaded together so that `herald check` and `herald serve` report the problems of all files
+//! A project directory's definitions: every `bots/<id>/bot.yaml`, `workflows/<id>.yaml` and
+//! `integrations/<name>.yaml`, loaded together so that `herald check` and `herald serve` report the problems of all files
 //! at once.
 
 use std::collections::BTreeMap;
@@ -9,6 +9,7 @@ use std::sync::Arc;
 use crate::bot::model::BotDef;
 use crate::bot::{CodeCheck, parse_bot_checked};
 use crate::diag::Diagnostic;
+use crate::integration::IntegrationDef;
 use crate::workflow::{StepKind, WorkflowDef, is_valid_workflow_id, parse_workflow};
 
 /// The loaded definitions of one project directory.
@@ -19,6 +20,8 @@ pub struct Project {
     pub bots: BTreeMap<String, Arc<BotDef>>,
     /// Workflow id (file name under `workflows/` without `.yaml`) → workflow.
     pub workflows: BTreeMap<String, Arc<WorkflowDef>>,
+    /// Integration name (file name under `integrations/` without `.yaml`) → integration.
+    pub integrations: BTreeMap<String, Arc<IntegrationDef>>,
 }
 
 /// Whether a directory name can be a bot id: `[A-Za-z0-9_-]+`.
@@ -50,10 +53,12 @@ pub fn load_project_checked(
         dir: dir.to_path_buf(),
         bots: BTreeMap::new(),
         workflows: BTreeMap::new(),
+        integrations: BTreeMap::new(),
     };
     let mut diags = Vec::new();
     load_bots(dir, lookup, check, &mut project, &mut diags);
     load_workflows(dir, lookup, check, &mut project, &mut diags);
+    crate::project_integrations::load_integrations(dir, lookup, check, &mut project, &mut diags);
     if diags.is_empty() {
         Ok(project)
     } else {
@@ -169,7 +174,7 @@ fn load_workflows(
 
 /// The entries of `dir` that `keep` accepts, sorted; none when `dir` does not exist, and a
 /// diagnostic when it cannot be read.
-fn entries(
+pub(crate) fn entries(
     dir: &Path,
     what: &str,
     keep: impl Fn(&Path) -> bool,
@@ -201,7 +206,7 @@ fn entries(
 }
 
 /// A definition file's text, or `None` after recording why it cannot be read.
-fn read_text(file: &Path, diags: &mut Vec<Diagnostic>) -> Option<String> {
+pub(crate) fn read_text(file: &Path, diags: &mut Vec<Diagnostic>) -> Option<String> {
     match std::fs::read_to_string(file) {
         Ok(t) => Some(t),
         Err(e) => {

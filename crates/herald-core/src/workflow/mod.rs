@@ -31,6 +31,9 @@ pub struct WorkflowDef {
     /// JSON Schema every trigger's payload must satisfy (`payloadSchema:`), compiled at load.
     pub payload_schema: Option<Arc<jsonschema::Validator>>,
     pub steps: Vec<Step>,
+    /// `on:`: the integration events (`shopify:newOrderCreated`) that start this workflow,
+    /// with where each is written.
+    pub on: Vec<(String, Origin)>,
     /// Every JavaScript snippet (`if:` conditions and template holes), indexed by [`CodeId`].
     pub code: Vec<Code>,
     pub file: PathBuf,

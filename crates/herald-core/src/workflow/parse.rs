@@ -16,7 +16,14 @@ use crate::bot::yaml::{self, Ctx, is_null, shape, to_json};
 use crate::diag::Diagnostic;
 use crate::env;
 
-const TOP_KEYS: &[&str] = &["name", "description", "tags", "payloadSchema", "steps"];
+const TOP_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "tags",
+    "payloadSchema",
+    "on",
+    "steps",
+];
 const STEP_TYPES: &[&str] = &[
     "chat", "in_app", "email", "webhook", "delay", "digest", "throttle",
 ];
@@ -61,6 +68,7 @@ pub fn parse_workflow(
         name: id.to_owned(),
         payload_schema: None,
         steps: Vec::new(),
+        on: Vec::new(),
         code: Vec::new(),
         file: file.to_path_buf(),
     };
@@ -89,6 +97,7 @@ impl Builder<'_> {
                 }
                 "description" | "tags" => {}
                 "payloadSchema" => def.payload_schema = self.schema(value),
+                "on" => def.on = self.on(value),
                 "steps" => {
                     has_steps = true;
                     def.steps = self.steps(value);
@@ -107,6 +116,30 @@ impl Builder<'_> {
                 "add `steps:` with at least one step, e.g. `- type: in_app` and `body: Hello`",
             );
         }
+    }
+
+    /// `on:` — one integration event or a list of them.
+    fn on(&mut self, node: &Node) -> Vec<(String, Origin)> {
+        let items: Vec<&Node> = match node {
+            Node::Sequence(list) => list.iter().collect(),
+            other => vec![other],
+        };
+        let mut out = Vec::new();
+        for n in items {
+            let Some(s) = self.cx.string(n, "each event of `on`") else {
+                continue;
+            };
+            if !s.as_str().contains(':') {
+                self.cx.error(
+                    s.span(),
+                    format!("`on: {}` is not an integration event", s.as_str()),
+                    "name it as `<integration>:<event>`, e.g. `shopify:newOrderCreated`",
+                );
+                continue;
+            }
+            out.push((s.as_str().to_owned(), self.cx.origin(s.span())));
+        }
+        out
     }
 
     fn schema(&mut self, node: &Node) -> Option<Arc<jsonschema::Validator>> {

@@ -1,0 +1,217 @@
+//! From a verified request to typed events: the request's content (a JSON body, or a form as
+//! an object of strings), its delivery id, the first event whose `when` holds, the mapped
+//! payload, its schema errors, and who receives it.
+
+use herald_core::integration::{
+    Condition, DeliveryId, EventDef, IntegrationDef, Mapping, Root, TemplatePart, Who,
+};
+use serde_json::{Map, Value};
+
+use crate::{Rejection, Request};
+
+/// What mappings and conditions read.
+#[derive(Debug, Clone)]
+pub struct Content {
+    pub body: Value,
+    /// Header names in lower case → value.
+    pub headers: Value,
+    pub query: Value,
+}
+
+/// The request's content. A JSON body must be well-formed; a form becomes an object of
+/// strings; an empty body is `null`.
+pub fn content(req: &Request<'_>) -> Result<Content, Rejection> {
+    let body = if req.body.iter().all(u8::is_ascii_whitespace) {
+        Value::Null
+    } else if req.is_form() {
+        let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(req.body).map_err(|e| {
+            Rejection::new("malformed_body", format!("the form cannot be read: {e}"))
+        })?;
+        Value::Object(
+            pairs
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v)))
+                .collect(),
+        )
+    } else {
+        serde_json::from_slice(req.body)
+            .map_err(|e| Rejection::new("malformed_body", format!("the body is not JSON: {e}")))?
+    };
+    let headers = Value::Object(
+        req.headers
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
+            .collect(),
+    );
+    let mut query = Map::new();
+    for (k, v) in req.query {
+        query
+            .entry(k.clone())
+            .or_insert_with(|| Value::String(v.clone()));
+    }
+    Ok(Content {
+        body,
+        headers,
+        query: Value::Object(query),
+    })
+}
+
+/// The delivery id, when the integration deduplicates and the request carries one.
+pub fn delivery_id(def: &IntegrationDef, c: &Content) -> Option<String> {
+    let v = match def.dedupe.id.as_ref()? {
+        DeliveryId::Header(h) => c.headers.get(h)?,
+        DeliveryId::Pointer(p) => p.resolve(&c.body)?,
+    };
+    match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
+
+/// The first event whose conditions all hold.
+pub fn select<'d>(def: &'d IntegrationDef, c: &Content) -> Option<&'d EventDef> {
+    def.events
+        .iter()
+        .find(|e| e.when.iter().all(|cond| holds(cond, c)))
+}
+
+fn holds(cond: &Condition, c: &Content) -> bool {
+    match cond {
+        Condition::Header(name, values) => c
+            .headers
+            .get(name)
+            .and_then(Value::as_str)
+            .is_some_and(|v| values.iter().any(|w| w == v)),
+        Condition::Query(name, values) => c
+            .query
+            .get(name)
+            .and_then(Value::as_str)
+            .is_some_and(|v| values.iter().any(|w| w == v)),
+        Condition::Body(pointer, values) => {
+            let at = pointer.resolve(&c.body).unwrap_or(&Value::Null);
+            values.iter().any(|w| w == at)
+        }
+    }
+}
+
+/// Builds a payload from the request.
+pub fn payload(m: &Mapping, c: &Content, config: &Value) -> Value {
+    match m {
+        Mapping::Pointer(p) => p.resolve(&c.body).cloned().unwrap_or(Value::Null),
+        Mapping::Literal(v) => v.clone(),
+        Mapping::Template(parts) => render(parts, c, config),
+        Mapping::Object(fields) => Value::Object(
+            fields
+                .iter()
+                .map(|(k, m)| (k.clone(), payload(m, c, config)))
+                .collect(),
+        ),
+        Mapping::Array(items) => {
+            Value::Array(items.iter().map(|m| payload(m, c, config)).collect())
+        }
+    }
+}
+
+/// A template's value: a template that is one hole and nothing else keeps the value's type
+/// (`"{{ body.id }}"` stays a number); otherwise the text, with absent values as empty text
+/// and objects as JSON.
+fn render(parts: &[TemplatePart], c: &Content, config: &Value) -> Value {
+    let lookup = |root: &Root, path: &[String]| -> Value {
+        let mut at = match root {
+            Root::Body => &c.body,
+            Root::Headers => &c.headers,
+            Root::Query => &c.query,
+            Root::Config => config,
+        };
+        for seg in path {
+            at = match at {
+                Value::Object(m) => match m.get(seg) {
+                    Some(v) => v,
+                    None => return Value::Null,
+                },
+                Value::Array(a) => match seg.parse::<usize>().ok().and_then(|i| a.get(i)) {
+                    Some(v) => v,
+                    None => return Value::Null,
+                },
+                _ => return Value::Null,
+            };
+        }
+        at.clone()
+    };
+    if let [TemplatePart::Path(root, path)] = parts {
+        return lookup(root, path);
+    }
+    let mut out = String::new();
+    for p in parts {
+        match p {
+            TemplatePart::Text(t) => out.push_str(t),
+            TemplatePart::Path(root, path) => match lookup(root, path) {
+                Value::Null => {}
+                Value::String(s) => out.push_str(&s),
+                other => out.push_str(&other.to_string()),
+            },
+        }
+    }
+    Value::String(out)
+}
+
+/// Every error of `payload` against the event's schema, each prefixed with the JSON pointer
+/// of the offending value; empty when it is valid (or there is no schema).
+pub fn schema_errors(event: &EventDef, payload: &Value) -> Vec<String> {
+    let Some(schema) = &event.schema else {
+        return Vec::new();
+    };
+    schema
+        .iter_errors(payload)
+        .map(|e| {
+            let at = e.instance_path().to_string();
+            if at.is_empty() {
+                e.to_string()
+            } else {
+                format!("{at}: {e}")
+            }
+        })
+        .collect()
+}
+
+/// Who receives an event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Routed {
+    pub bot: Option<String>,
+    /// The contact's subscriber id.
+    pub subscriber_id: String,
+}
+
+/// The route of `event` for this request; why not when the request names no one usable.
+pub fn route(
+    def: &IntegrationDef,
+    event: &EventDef,
+    c: &Content,
+    config: &Value,
+) -> Result<Routed, String> {
+    let (value, what, namespaced) = match &event.route.who {
+        Who::Contact(p) => (
+            p.resolve(&c.body).cloned().unwrap_or(Value::Null),
+            format!("route.contact `{p}`"),
+            true,
+        ),
+        Who::Subscriber(m) => (payload(m, c, config), "route.subscriber".to_owned(), false),
+    };
+    let id = match value {
+        Value::String(s) if !s.is_empty() => s,
+        Value::Number(n) => n.to_string(),
+        Value::Null => return Err(format!("{what} is absent from the request")),
+        other => return Err(format!("{what} is not a string or a number: {other}")),
+    };
+    let subscriber_id = if namespaced {
+        format!("{}:{id}", def.name)
+    } else {
+        id
+    };
+    herald_core::ident::check(&what, &subscriber_id)?;
+    Ok(Routed {
+        bot: event.route.bot.clone(),
+        subscriber_id,
+    })
+}
