@@ -183,6 +183,9 @@ pub(crate) fn accept_batch(
             AcceptItem::RunProgress(p) => {
                 AcceptOutcome::Progress(Box::new(crate::notify_progress::apply_progress(hot, &p)?))
             }
+            AcceptItem::Ingest(n) => {
+                AcceptOutcome::Ingest(Box::new(crate::ingest::record(hot, &n)?))
+            }
         });
     }
     Ok(out)

@@ -4,6 +4,7 @@
 mod accept;
 mod chain;
 mod conn;
+mod ingest;
 mod jobs;
 mod migrations;
 mod notify;
@@ -602,6 +603,30 @@ impl Store for SqliteStore {
                     feed_entries: q("SELECT COALESCE(MAX(id), 0) FROM feed")?,
                 })
             })
+            .await
+    }
+
+    async fn list_ingest_requests(
+        &self,
+        integration: &str,
+        filter: &IngestFilter,
+    ) -> Result<Vec<IngestRecord>> {
+        let (integration, filter) = (integration.to_owned(), filter.clone());
+        self.pool
+            .read(move |c| ingest::list(c, &integration, &filter))
+            .await
+    }
+
+    async fn get_ingest_request(&self, integration: &str, id: i64) -> Result<Option<IngestRecord>> {
+        let integration = integration.to_owned();
+        self.pool
+            .read(move |c| ingest::get(c, &integration, id))
+            .await
+    }
+
+    async fn purge_ingest(&self, before: Timestamp, now: Timestamp, limit: usize) -> Result<u64> {
+        self.pool
+            .write(move |tx| ingest::purge(tx, before, now, limit))
             .await
     }
 }

@@ -287,4 +287,39 @@ UPDATE dialogs SET
 DROP INDEX IF EXISTS messages_dialog;
 "#,
     ),
+    (
+        6,
+        // Integration requests (SPEC §7): the log, appended per request (ids grow, so the
+        // per-integration index is written at its right edge), and the delivery ids seen
+        // within their dedupe window, looked up by primary key.
+        r#"
+CREATE TABLE ingest_requests (
+    id          INTEGER PRIMARY KEY,
+    integration TEXT NOT NULL,
+    status      TEXT NOT NULL,
+    reason      TEXT,
+    detail      TEXT NOT NULL DEFAULT 'null',
+    delivery_id TEXT,
+    event_ids   TEXT NOT NULL DEFAULT '[]',
+    method      TEXT NOT NULL,
+    path        TEXT NOT NULL,
+    headers     TEXT NOT NULL,
+    body        BLOB NOT NULL,
+    received_at INTEGER NOT NULL,
+    replay_of   INTEGER
+);
+CREATE INDEX ingest_requests_integration ON ingest_requests(integration, id);
+
+CREATE TABLE ingest_deliveries (
+    integration TEXT NOT NULL,
+    delivery_id TEXT NOT NULL,
+    request_id  INTEGER NOT NULL,
+    expires_at  INTEGER NOT NULL,
+    PRIMARY KEY (integration, delivery_id)
+) WITHOUT ROWID;
+-- Expiry times grow with time: this index is appended to at its right edge, and lets the
+-- purge find expired ids without scanning the table.
+CREATE INDEX ingest_deliveries_expiry ON ingest_deliveries(expires_at);
+"#,
+    ),
 ];

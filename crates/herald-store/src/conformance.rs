@@ -71,6 +71,7 @@ pub async fn run_all(store: &dyn Store) {
     crate::conformance_jobs::broadcasts_reach_matching_leads(store).await;
     crate::conformance_jobs::a_trigger_without_a_lead_runs_under_its_bot_level_key(store).await;
     crate::conformance_notify::run_all(store).await;
+    crate::conformance_ingest::ingest_requests_are_recorded_deduplicated_and_routed(store).await;
 }
 
 async fn accepted_events_are_unhandled_in_order(store: &dyn Store) {

@@ -4,12 +4,15 @@
 //! is committed. [`conformance`] holds the behaviour every backend must show.
 
 pub mod conformance;
+mod conformance_ingest;
 mod conformance_jobs;
 mod conformance_notify;
+mod ingest;
 mod jobs;
 mod model;
 mod notify;
 
+pub use ingest::*;
 pub use jobs::*;
 pub use model::*;
 pub use notify::*;
@@ -230,4 +233,21 @@ pub trait Store: Send + Sync + 'static {
     async fn purge_notify(&self, purge: NotifyPurge) -> Result<NotifyPurged>;
 
     async fn stats(&self) -> Result<Stats>;
+
+    // Integrations (SPEC §7); see [`ingest`]. Requests are recorded through
+    // [`AcceptItem::Ingest`].
+
+    /// Requests to `integration`, newest first, without their bodies.
+    async fn list_ingest_requests(
+        &self,
+        integration: &str,
+        filter: &IngestFilter,
+    ) -> Result<Vec<IngestRecord>>;
+
+    /// One request of `integration`, with its body.
+    async fn get_ingest_request(&self, integration: &str, id: i64) -> Result<Option<IngestRecord>>;
+
+    /// Deletes requests received before `before` and delivery ids expired at `now`, at most
+    /// `limit` of each; how many were deleted (call again while it returns `limit` or more).
+    async fn purge_ingest(&self, before: Timestamp, now: Timestamp, limit: usize) -> Result<u64>;
 }

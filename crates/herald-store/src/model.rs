@@ -128,6 +128,8 @@ pub enum AcceptItem {
     ClaimRuns { now: Timestamp, limit: usize },
     /// Applies a claimed run's progress if it is still `running`.
     RunProgress(Box<crate::RunProgress>),
+    /// Records an integration request and raises what it raised (see [`crate::ingest`]).
+    Ingest(Box<crate::NewIngest>),
 }
 
 #[derive(Debug, Clone)]
@@ -154,6 +156,7 @@ pub enum AcceptOutcome {
     Progress(Box<crate::ProgressApplied>),
     /// An [`AcceptItem::Ack`] was recorded.
     Acked,
+    Ingest(Box<crate::IngestOutcome>),
 }
 
 /// The result of handling one event: everything is applied in one transaction with the
