@@ -13,6 +13,7 @@
 pub mod clock;
 pub mod host;
 pub mod hub;
+pub mod ingest;
 pub mod jobs;
 mod lanes;
 pub mod notify;

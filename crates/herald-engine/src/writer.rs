@@ -400,6 +400,19 @@ fn act(shared: &Shared, f: Finished) {
             AcceptOutcome::Trigger(TriggerOutcome::Stored { runs, .. }) if *runs > 0 => {
                 shared.notify_alarm.due_at(jiff::Timestamp::MIN);
             }
+            AcceptOutcome::Ingest(i) => {
+                accepted_events += i.events.len() as u64;
+                // The request's permit rides its first event; the others ride none.
+                let mut permit = Some(permit);
+                for e in &i.events {
+                    accepted.push((e.clone(), permit.take()));
+                }
+                if i.triggered {
+                    shared.notify_alarm.due_at(jiff::Timestamp::MIN);
+                }
+                let _ = reply.send(Ok(outcome));
+                continue;
+            }
             AcceptOutcome::Job(job) => match job.status {
                 JobStatus::Cancelled => shared.cancelled_job(job.id),
                 JobStatus::Pending => {
@@ -480,6 +493,7 @@ fn track_progress(shared: &Shared, applies: &[ApplyItem], done: &herald_store::C
     let accepted = done.accepted.iter().flat_map(|o| match o {
         AcceptOutcome::Accepted(e) => std::slice::from_ref(e),
         AcceptOutcome::Progress(p) => p.events.as_slice(),
+        AcceptOutcome::Ingest(i) => i.events.as_slice(),
         _ => &[],
     });
     for e in raised.chain(accepted).chain(claimed) {

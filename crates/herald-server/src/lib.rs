@@ -7,6 +7,7 @@ pub mod deliveries;
 pub mod dialogs;
 pub mod error;
 pub mod guard;
+pub mod integrations;
 pub mod jobs;
 pub mod json;
 pub mod listen;
@@ -40,6 +41,11 @@ pub struct AppState {
     pub api_keys: Arc<[String]>,
     /// Open sockets against the connection cap (WebSockets take a slot here).
     pub connections: listen::Connections,
+    /// Per-integration rate limits.
+    pub ingest_limiters: Arc<integrations::IngestLimiters>,
+    /// The server's body limit and body timeout, for routes that read bodies themselves.
+    pub body_limit: usize,
+    pub body_timeout: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -72,19 +78,23 @@ impl Default for HttpConfig {
 }
 
 pub fn app_state(engine: Arc<Engine>, admin_token: &str, cfg: &HttpConfig) -> AppState {
+    let ingest_limiters = Arc::new(integrations::IngestLimiters::new(&engine.shared().project));
     AppState {
         engine,
         admin_token: admin_token.into(),
         push_limiter: pushgate::limiter(cfg.push_rate, cfg.push_burst).map(Arc::new),
         api_keys: cfg.api_keys.clone().into(),
         connections: listen::Connections::new(cfg.max_connections),
+        ingest_limiters,
+        body_limit: cfg.body_limit,
+        body_timeout: cfg.body_timeout,
     }
 }
 
 /// Every route Herald serves, with what its body must be (see [`routes`]). The guard layers
 /// are added by [`router`].
 pub fn routes(state: &AppState) -> Routes {
-    use Takes::{Json, JsonOrForm, Nothing};
+    use Takes::{Json, JsonOrForm, Nothing, Raw};
     // Management routes: a valid token is checked before the body is read, so a caller without
     // one learns nothing about the body's validity. Handlers then check which bot it may manage.
     let api = Routes::new()
@@ -112,6 +122,24 @@ pub fn routes(state: &AppState) -> Routes {
             dialogs::show_dialog,
         )
         .add(GET, "/api/v1/contacts/{id}", Nothing, dialogs::show_contact)
+        .add(
+            GET,
+            "/api/v1/integrations/{name}/requests",
+            Nothing,
+            integrations::list,
+        )
+        .add(
+            GET,
+            "/api/v1/integrations/{name}/requests/{id}",
+            Nothing,
+            integrations::show,
+        )
+        .add(
+            POST,
+            "/api/v1/integrations/{name}/requests/{id}/replay",
+            Nothing,
+            integrations::replay,
+        )
         .add(GET, "/api/v1/deliveries", Nothing, deliveries::list)
         .add(
             POST,
@@ -135,6 +163,18 @@ pub fn routes(state: &AppState) -> Routes {
         .add(GET, "/metrics", Nothing, ops::metrics)
         .merge(api)
         .merge(novu::routes(state.clone()))
+        .add(
+            POST,
+            "/integrations/{name}/webhook",
+            Raw,
+            integrations::webhook,
+        )
+        .add(
+            GET,
+            "/integrations/{name}/webhook",
+            Nothing,
+            integrations::webhook,
+        )
         .add(GET, "/chat/widget.js", Nothing, chat::widget_js)
         .add(GET, "/chat/assets/{file}", Nothing, chat::assets)
         .add(GET, "/chat/{bot_id}", Nothing, chat::page)

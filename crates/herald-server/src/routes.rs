@@ -18,6 +18,9 @@ pub enum Takes {
     Json,
     /// A JSON object or a form, or nothing (pushback activation).
     JsonOrForm,
+    /// A platform's body, read only after its signature is verified (integration webhooks):
+    /// malformed JSON from a sender that cannot sign is 401, not 400.
+    Raw,
 }
 
 /// One route: `method path`, and what its body must be.

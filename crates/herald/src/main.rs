@@ -105,12 +105,16 @@ fn main() -> ExitCode {
     match cli.command {
         Command::Check { project } => match load_checked_project(&project.project) {
             Ok(p) => {
-                println!(
-                    "{}: ok ({} bot{})",
-                    project.project.display(),
-                    p.bots.len(),
-                    if p.bots.len() == 1 { "" } else { "s" }
-                );
+                let count =
+                    |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
+                let mut parts = vec![count(p.bots.len(), "bot")];
+                if !p.workflows.is_empty() {
+                    parts.push(count(p.workflows.len(), "workflow"));
+                }
+                if !p.integrations.is_empty() {
+                    parts.push(count(p.integrations.len(), "integration"));
+                }
+                println!("{}: ok ({})", project.project.display(), parts.join(", "));
                 ExitCode::SUCCESS
             }
             Err(d) => {

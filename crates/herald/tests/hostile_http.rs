@@ -128,9 +128,11 @@ fn malformed() -> Vec<(&'static str, Vec<u8>)> {
 async fn every_json_route_answers_malformed_json_with_400_and_stores_nothing() {
     let lab = lab(|_| {}).await;
     let routes = table(&lab);
+    // Integration webhooks (`Takes::Raw`) verify a signature before they read the body: their
+    // malformed bodies are tested with signatures in tests/integrations.rs.
     let json_routes: Vec<&RouteInfo> = routes
         .iter()
-        .filter(|r| r.takes != Takes::Nothing)
+        .filter(|r| matches!(r.takes, Takes::Json | Takes::JsonOrForm))
         .collect();
     assert!(
         json_routes.len() >= 15,
