@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs Herald's whole test suite: unit tests, the store conformance suite, integration tests
-# against the real server, the kill -9 test, the headless-browser test of the chat page, Novu's
-# Node SDK against Herald, and email steps against a real SMTP server. Installs what they need
-# (Debian's chromium, Node.js and npm, playwright-core from npm, aiosmtpd from PyPI) when missing.
+# against the real server, the kill -9 tests, the headless-browser test of the chat page, Novu's
+# Node SDK against Herald, email steps against a real SMTP server, and integration presets
+# against the platforms' own signing libraries. Installs what they need (Debian's chromium,
+# Node.js and npm, playwright-core and the signing libraries from npm, aiosmtpd from PyPI) when
+# missing.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -27,6 +29,11 @@ fi
 if ! command -v npm >/dev/null 2>&1; then
   echo "test.sh: installing nodejs and npm (Debian packages) for the Novu SDK test"
   $(need_root) apt-get update -qq && $(need_root) apt-get install -y -qq nodejs npm >/dev/null
+fi
+# The integration presets are tested with requests signed by the platforms' own libraries
+# (npm: standardwebhooks, @octokit/webhooks-methods, stripe, twilio, tweetnacl).
+if [ ! -d tests/integrations/node_modules/stripe ]; then
+  (cd tests/integrations && npm ci --no-audit --no-fund --silent)
 fi
 if ! python3 -c "import aiosmtpd" >/dev/null 2>&1; then
   echo "test.sh: installing aiosmtpd (PyPI) for the email tests"
