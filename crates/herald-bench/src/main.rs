@@ -12,6 +12,7 @@
 
 mod client;
 mod hostile;
+mod ingest;
 mod jobs;
 mod load;
 mod notify;
@@ -55,6 +56,9 @@ enum Scenario {
     /// Healthy dialogs' reply latency alone and while hostile dialogs run scripts that loop
     /// until the script budget stops them.
     Hostile(hostile::HostileArgs),
+    /// Signed GitHub-style deliveries to an integration, half of them repeats: verified
+    /// deliveries/s, accept latency, one event per unique delivery, and delivery → bot reply.
+    Ingest(ingest::IngestArgs),
 }
 
 /// Options every scenario takes.
@@ -88,6 +92,7 @@ fn main() -> ExitCode {
         Scenario::Trigger(a) => a.common.clone(),
         Scenario::Broadcast(a) => a.common.clone(),
         Scenario::Hostile(a) => a.common.clone(),
+        Scenario::Ingest(a) => a.common.clone(),
     };
     // One thread: a current-thread runtime, so the pacer, the connections and the I/O driver
     // never wake each other across threads.
@@ -123,6 +128,9 @@ fn main() -> ExitCode {
                     }
                     Scenario::Hostile(args) => {
                         with_server(&common, async |server| hostile::run(args, server).await).await
+                    }
+                    Scenario::Ingest(args) => {
+                        with_server(&common, async |server| ingest::run(args, server).await).await
                     }
                 }
             })

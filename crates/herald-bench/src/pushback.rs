@@ -506,7 +506,7 @@ struct Done {
 }
 
 #[derive(Deserialize)]
-struct Frame {
+pub(crate) struct Frame {
     #[serde(rename = "type")]
     kind: String,
     #[serde(default)]
@@ -515,7 +515,7 @@ struct Frame {
     chat_id: Option<String>,
 }
 
-type Ws = WebSocketStream<TcpStream>;
+pub(crate) type Ws = WebSocketStream<TcpStream>;
 
 async fn latency(
     target: &Links,
@@ -712,8 +712,12 @@ async fn pace(
 }
 
 async fn open_socket(addr: SocketAddr, dialog: usize) -> Result<Ws> {
-    let chat_id = format!("c{dialog}");
-    let url = format!("ws://{addr}/chat/{BOT_ID}/ws?chatId={chat_id}");
+    open_chat(addr, BOT_ID, &format!("c{dialog}")).await
+}
+
+/// Opens the chat socket of `chat_id` with `bot` and waits for its `hello`.
+pub(crate) async fn open_chat(addr: SocketAddr, bot: &str, chat_id: &str) -> Result<Ws> {
+    let url = format!("ws://{addr}/chat/{bot}/ws?chatId={chat_id}");
     let tcp = TcpStream::connect(addr)
         .await
         .with_context(|| format!("connecting to {addr}"))?;
@@ -734,7 +738,7 @@ async fn open_socket(addr: SocketAddr, dialog: usize) -> Result<Ws> {
         frame.kind == "hello",
         "{url}: first frame should be hello, got {first}"
     );
-    if frame.chat_id.as_deref() != Some(chat_id.as_str()) {
+    if frame.chat_id.as_deref() != Some(chat_id) {
         eprintln!("warning: {url}: hello carries chatId {:?}", frame.chat_id);
     }
     Ok(ws)
@@ -753,7 +757,7 @@ async fn next_text(ws: &mut Ws) -> Result<Option<String>> {
 }
 
 /// Reads replayed messages until the socket has been quiet for a while, acking them.
-async fn drain_backlog(mut ws: Ws) -> Result<(Ws, u64)> {
+pub(crate) async fn drain_backlog(mut ws: Ws) -> Result<(Ws, u64)> {
     let start = Instant::now();
     let mut count = 0u64;
     let mut last_id: Option<Value> = None;
@@ -787,7 +791,7 @@ async fn send_ack(ws: &mut Ws, up_to: Option<Value>) -> Result<()> {
 }
 
 /// Records the arrival instant of every `message` frame until told to stop.
-async fn read_replies(
+pub(crate) async fn read_replies(
     mut ws: Ws,
     first_ack: Duration,
     arrived: Arc<AtomicU64>,

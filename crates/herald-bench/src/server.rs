@@ -34,6 +34,38 @@ states:
     noContext: true
     event!: ping
     a: pong
+  Push:
+    noContext: true
+    event!: gh:push
+    a: pushed
+";
+
+/// Name of the integration the `ingest` benchmark delivers to, and its secret.
+pub const INGEST_INTEGRATION: &str = "gh";
+pub const INGEST_SECRET: &str = "bench-webhook-secret";
+
+/// A GitHub-style integration: signature, delivery id, a mapped and schema-checked payload
+/// routed to the sender's dialog with the bench bot.
+const INGEST_YAML: &str = "\
+secret: bench-webhook-secret
+verify: {scheme: github}
+limits: {rate: 0}
+events:
+  push:
+    when: {header: {x-github-event: push}}
+    payload:
+      repo: /repository/full_name
+      ref: /ref
+      commits: /commits
+      pusher: \"{{ body.pusher.name }}\"
+    schema:
+      type: object
+      required: [repo, ref, commits]
+      properties:
+        repo: {type: string}
+        ref: {type: string}
+        commits: {type: array}
+    route: {bot: bench, contact: /sender/id}
 ";
 
 /// Bot id of the scheduled-jobs benchmark bot.
@@ -127,6 +159,14 @@ impl Server {
             fs::write(bot_dir.join("bot.yaml"), yaml)
                 .with_context(|| format!("writing {}/bot.yaml", bot_dir.display()))?;
         }
+        let integrations = project.join("integrations");
+        fs::create_dir_all(&integrations)
+            .with_context(|| format!("creating {}", integrations.display()))?;
+        fs::write(
+            integrations.join(format!("{INGEST_INTEGRATION}.yaml")),
+            INGEST_YAML,
+        )
+        .context("writing the integration")?;
         let workflows = project.join("workflows");
         fs::create_dir_all(&workflows)
             .with_context(|| format!("creating {}", workflows.display()))?;

@@ -142,6 +142,15 @@ impl Engine {
             now: inc.received_at,
         };
         let decided = decide(shared, def, &req, inc.replay_of.is_some());
+        let headers = redacted(def, &inc.headers);
+        let Incoming {
+            method,
+            path,
+            body,
+            received_at,
+            replay_of,
+            ..
+        } = inc;
         let (mut verdict, events, answer, delivery_id) = match decided {
             Decided::Nothing(v, answer) => (v, Vec::new(), answer, None),
             Decided::Events(events, delivery_id) => (
@@ -159,15 +168,15 @@ impl Engine {
         };
         let until = jiff::SignedDuration::try_from(def.dedupe.window)
             .ok()
-            .and_then(|w| inc.received_at.checked_add(w).ok());
+            .and_then(|w| received_at.checked_add(w).ok());
         let record = NewIngest {
             request: IngestRequest {
                 integration: def.name.clone(),
-                method: inc.method.clone(),
-                path: inc.path.clone(),
-                headers: redacted(def, &inc.headers),
-                body: inc.body.clone(),
-                received_at: inc.received_at,
+                method,
+                path,
+                headers,
+                body,
+                received_at,
                 delivery_id,
             },
             status: verdict.status,
@@ -175,7 +184,7 @@ impl Engine {
             detail: std::mem::take(&mut verdict.detail),
             events,
             dedupe_until: until,
-            replay_of: inc.replay_of,
+            replay_of,
         };
         let mut reason = verdict.reason.take();
         match self.accept(AcceptItem::Ingest(Box::new(record))).await? {

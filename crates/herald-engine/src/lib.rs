@@ -58,6 +58,8 @@ pub struct EngineConfig {
     pub notification_retention: Duration,
     /// How long in-app feed entries are kept.
     pub feed_retention: Duration,
+    /// How long integration requests are kept in the log.
+    pub integration_retention: Duration,
 }
 
 impl Default for EngineConfig {
@@ -74,6 +76,7 @@ impl Default for EngineConfig {
             delivery_retry: herald_channels::RetryPolicy::default(),
             notification_retention: Duration::from_secs(30 * 86_400),
             feed_retention: Duration::from_secs(365 * 86_400),
+            integration_retention: Duration::from_secs(30 * 86_400),
         }
     }
 }
@@ -404,6 +407,21 @@ impl Engine {
             let round = self.shared.store.purge_notify(purge.clone()).await?;
             total.add(round);
             if !round.more_left(LIMIT) {
+                return Ok(total);
+            }
+        }
+    }
+
+    /// Deletes integration requests older than `integration_retention` and delivery ids whose
+    /// dedupe window has passed, in short transactions; how many rows went.
+    pub async fn purge_ingest(&self, now: jiff::Timestamp) -> Result<u64, EngineError> {
+        const LIMIT: usize = 1000;
+        let cut = before(now, self.shared.config.integration_retention);
+        let mut total = 0;
+        loop {
+            let n = self.shared.store.purge_ingest(cut, now, LIMIT).await?;
+            total += n;
+            if n < LIMIT as u64 {
                 return Ok(total);
             }
         }

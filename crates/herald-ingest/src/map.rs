@@ -5,22 +5,37 @@
 use herald_core::integration::{
     Condition, DeliveryId, EventDef, IntegrationDef, Mapping, Root, TemplatePart, Who,
 };
-use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+
+use serde_json::Value;
 
 use crate::{Rejection, Request};
 
 /// What mappings and conditions read.
 #[derive(Debug, Clone)]
-pub struct Content {
+pub struct Content<'r> {
     pub body: Value,
     /// Header names in lower case → value.
-    pub headers: Value,
-    pub query: Value,
+    pub headers: &'r BTreeMap<String, String>,
+    pub query: &'r [(String, String)],
+}
+
+impl Content<'_> {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).map(String::as_str)
+    }
+
+    fn query_param(&self, name: &str) -> Option<&str> {
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
 }
 
 /// The request's content. A JSON body must be well-formed; a form becomes an object of
 /// strings; an empty body is `null`.
-pub fn content(req: &Request<'_>) -> Result<Content, Rejection> {
+pub fn content<'r>(req: &Request<'r>) -> Result<Content<'r>, Rejection> {
     let body = if req.body.iter().all(u8::is_ascii_whitespace) {
         Value::Null
     } else if req.is_form() {
@@ -37,29 +52,17 @@ pub fn content(req: &Request<'_>) -> Result<Content, Rejection> {
         serde_json::from_slice(req.body)
             .map_err(|e| Rejection::new("malformed_body", format!("the body is not JSON: {e}")))?
     };
-    let headers = Value::Object(
-        req.headers
-            .iter()
-            .map(|(k, v)| (k.clone(), Value::String(v.clone())))
-            .collect(),
-    );
-    let mut query = Map::new();
-    for (k, v) in req.query {
-        query
-            .entry(k.clone())
-            .or_insert_with(|| Value::String(v.clone()));
-    }
     Ok(Content {
         body,
-        headers,
-        query: Value::Object(query),
+        headers: req.headers,
+        query: req.query,
     })
 }
 
 /// The delivery id, when the integration deduplicates and the request carries one.
 pub fn delivery_id(def: &IntegrationDef, c: &Content) -> Option<String> {
     let v = match def.dedupe.id.as_ref()? {
-        DeliveryId::Header(h) => c.headers.get(h)?,
+        DeliveryId::Header(h) => return c.header(h).filter(|s| !s.is_empty()).map(str::to_owned),
         DeliveryId::Pointer(p) => p.resolve(&c.body)?,
     };
     match v {
@@ -79,14 +82,10 @@ pub fn select<'d>(def: &'d IntegrationDef, c: &Content) -> Option<&'d EventDef> 
 fn holds(cond: &Condition, c: &Content) -> bool {
     match cond {
         Condition::Header(name, values) => c
-            .headers
-            .get(name)
-            .and_then(Value::as_str)
+            .header(name)
             .is_some_and(|v| values.iter().any(|w| w == v)),
         Condition::Query(name, values) => c
-            .query
-            .get(name)
-            .and_then(Value::as_str)
+            .query_param(name)
             .is_some_and(|v| values.iter().any(|w| w == v)),
         Condition::Body(pointer, values) => {
             let at = pointer.resolve(&c.body).unwrap_or(&Value::Null);
@@ -118,11 +117,14 @@ pub fn payload(m: &Mapping, c: &Content, config: &Value) -> Value {
 /// and objects as JSON.
 fn render(parts: &[TemplatePart], c: &Content, config: &Value) -> Value {
     let lookup = |root: &Root, path: &[String]| -> Value {
+        let text = |v: Option<&str>| v.map_or(Value::Null, |s| Value::String(s.to_owned()));
         let mut at = match root {
             Root::Body => &c.body,
-            Root::Headers => &c.headers,
-            Root::Query => &c.query,
             Root::Config => config,
+            // A header or query value is text: one name, nothing below it.
+            Root::Headers if path.len() == 1 => return text(c.header(&path[0])),
+            Root::Query if path.len() == 1 => return text(c.query_param(&path[0])),
+            Root::Headers | Root::Query => return Value::Null,
         };
         for seg in path {
             at = match at {

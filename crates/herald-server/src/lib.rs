@@ -271,6 +271,10 @@ pub fn spawn_housekeeping(state: &AppState) {
                 Ok(n) => tracing::debug!(purged = ?n, "notification retention"),
                 Err(e) => tracing::warn!(error = %e, "cannot purge old notification state"),
             }
+            match engine.purge_ingest(now).await {
+                Ok(n) => tracing::debug!(purged = n, "integration log retention"),
+                Err(e) => tracing::warn!(error = %e, "cannot purge old integration requests"),
+            }
         }
     });
 }

@@ -68,6 +68,8 @@ pub struct Settings {
     pub notification_retention_days: u32,
     /// Days in-app feed entries are kept.
     pub feed_retention_days: u32,
+    /// Days integration requests are kept in the log.
+    pub integration_retention_days: u32,
     /// Keys accepted as `Authorization: ApiKey <key>` by the notification API (`/v1`), besides
     /// the admin token.
     pub api_keys: Vec<String>,
@@ -124,6 +126,7 @@ impl Default for Settings {
             runtime_threads: 0,
             notification_retention_days: 30,
             feed_retention_days: 365,
+            integration_retention_days: 30,
             api_keys: Vec::new(),
             smtp: None,
         }

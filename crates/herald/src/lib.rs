@@ -195,6 +195,7 @@ pub async fn launch_project_with_clock(
         smtp: settings.smtp().map_err(anyhow::Error::msg)?,
         notification_retention: days(settings.notification_retention_days),
         feed_retention: days(settings.feed_retention_days),
+        integration_retention: days(settings.integration_retention_days),
         ..EngineConfig::default()
     };
     let engine = Engine::start_with_clock(store, Arc::new(project), engine_cfg, clock).await?;

@@ -43,19 +43,26 @@ fn fixtures() -> Value {
 /// one event for the bot `inbox`, routed by the body's `who`.
 fn integration_yaml(name: &str, scheme: &str, secret: &str) -> String {
     let extra = match scheme {
-        "hmac" => "  algorithm: sha512\n  encoding: base64url\n  header: X-Sig\n  prefix: \"v1=\"\n  content: \"{id}.{timestamp}.{body}\"\n  idHeader: X-Id\n  timestampHeader: X-Ts\n",
+        "hmac" => {
+            "  algorithm: sha512\n  encoding: base64url\n  header: X-Sig\n  prefix: \"v1=\"\n  content: \"{id}.{timestamp}.{body}\"\n  idHeader: X-Id\n  timestampHeader: X-Ts\n"
+        }
         "basic" => "  username: shop\n",
         "meta" => "  verifyToken: meta-verify-token\n",
         _ => "",
     };
-    let who = if scheme == "sendgrid" { "/0/who" } else { "/who" };
+    let who = if scheme == "sendgrid" {
+        "/0/who"
+    } else {
+        "/who"
+    };
     format!(
         "secret: \"{secret}\"\nverify:\n  scheme: {scheme}\n{extra}events:\n  any:\n    route: {{bot: inbox, contact: {who}}}\n"
     )
     .replace("integrations/NAME", name)
 }
 
-const INBOX: &str = "name: Inbox\nchannels:\n  chatwidget: {}\nstates:\n  Hello:\n    q!: hi\n    a: hello\n";
+const INBOX: &str =
+    "name: Inbox\nchannels:\n  chatwidget: {}\nstates:\n  Hello:\n    q!: hi\n    a: hello\n";
 
 /// The header a preset's signature (or token) is in; `None` where it is in the body.
 fn signature_header(preset: &str) -> Option<&'static str> {
@@ -146,7 +153,11 @@ async fn every_preset_verifies_its_platforms_signature_and_refuses_the_rest() {
         assert_eq!(v["status"], "accepted", "{name}: {v}");
         let (st, v) = send(&server, name, &cases["valid"], |_, _| {}).await;
         assert_eq!(st, 200, "{name}: the same request again: {v}");
-        let again = if dedupes(name) { "duplicate" } else { "accepted" };
+        let again = if dedupes(name) {
+            "duplicate"
+        } else {
+            "accepted"
+        };
         assert_eq!(v["status"], again, "{name}: {v}");
 
         let (st, v) = send(&server, name, &cases["wrong"], |_, _| {}).await;
@@ -165,7 +176,10 @@ async fn every_preset_verifies_its_platforms_signature_and_refuses_the_rest() {
                 })
                 .await;
                 assert_eq!(st, 401, "{name}: no `{h}`: {v}");
-                assert_eq!(v["error"]["details"]["reason"], "missing_header", "{name}: {v}");
+                assert_eq!(
+                    v["error"]["details"]["reason"], "missing_header",
+                    "{name}: {v}"
+                );
             }
             None => {
                 let (st, v) = send(&server, name, &cases["valid"], |_, b| {
@@ -186,13 +200,19 @@ async fn every_preset_verifies_its_platforms_signature_and_refuses_the_rest() {
         }
         report.push(name.clone());
     }
-    println!("verified with the platforms' signers: {}", report.join(", "));
+    println!(
+        "verified with the platforms' signers: {}",
+        report.join(", ")
+    );
 
     // Handshakes, answered only once verified.
     let hs = &fx["handshakes"];
     let (st, v) = send(&server, "slack", &hs["slack"], |_, _| {}).await;
     assert_eq!(st, 200, "{v}");
-    assert_eq!(v["challenge"], "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P");
+    assert_eq!(
+        v["challenge"],
+        "3eZbrw1aBm2rZgRNFdxV2595E9CY3gmdALWMmHkvFXO7tYXAYM8P"
+    );
     let (st, v) = send(&server, "zoom", &hs["zoom"], |_, _| {}).await;
     assert_eq!(st, 200, "{v}");
     assert_eq!(v["plainToken"], "qgg8vlvZRS6UYooatFL8Aw");
@@ -210,7 +230,12 @@ async fn every_preset_verifies_its_platforms_signature_and_refuses_the_rest() {
             "/integrations/meta/webhook?hub.mode=subscribe&hub.verify_token={token}&hub.challenge=1158201444"
         ))
     };
-    let r = server.http.get(meta("meta-verify-token")).send().await.expect("get");
+    let r = server
+        .http
+        .get(meta("meta-verify-token"))
+        .send()
+        .await
+        .expect("get");
     assert_eq!(r.status(), 200);
     assert_eq!(r.text().await.expect("text"), "1158201444");
     let r = server.http.get(meta("guess")).send().await.expect("get");
