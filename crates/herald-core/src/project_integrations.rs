@@ -9,7 +9,7 @@ use crate::bot::CodeCheck;
 use crate::bot::hints::did_you_mean;
 use crate::bot::model::Origin;
 use crate::diag::Diagnostic;
-use crate::integration::parse_integration;
+use crate::integration::parse_integration_checked;
 use crate::project::{Project, entries, read_text};
 
 /// Whether a file name can be an integration name: `[A-Za-z0-9_-]+`.
@@ -71,11 +71,10 @@ pub(crate) fn load_integrations(
         let Some(text) = read_text(&file, diags) else {
             continue;
         };
-        match parse_integration(&name, &file, &text, lookup) {
+        let bots = &project.bots;
+        let is_bot = |b: &str| bots.contains_key(b);
+        match parse_integration_checked(&name, &file, &text, lookup, &is_bot, check) {
             Ok(def) => {
-                if let Some(d) = def.handler.as_ref().and_then(check) {
-                    diags.push(d);
-                }
                 project.integrations.insert(name, Arc::new(def));
             }
             Err(d) => diags.extend(d),
@@ -85,26 +84,9 @@ pub(crate) fn load_integrations(
 }
 
 fn check_routes(project: &Project, diags: &mut Vec<Diagnostic>) {
-    let bots: Vec<&str> = project.bots.keys().map(String::as_str).collect();
     for def in project.integrations.values() {
         for e in &def.events {
             let full = format!("{}:{}", def.name, e.name);
-            if let Some(bot) = &e.route.bot
-                && !project.bots.contains_key(bot)
-            {
-                diags.push(at(
-                    &e.route.origin,
-                    format!(
-                        "`route.bot` of event `{}` names an unknown bot `{bot}`",
-                        e.name
-                    ),
-                    if bots.is_empty() {
-                        "the bot is a directory under bots/ with a bot.yaml".to_owned()
-                    } else {
-                        did_you_mean(bot, &bots)
-                    },
-                ));
-            }
             let bound = project
                 .workflows
                 .values()

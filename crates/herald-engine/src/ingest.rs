@@ -141,7 +141,17 @@ impl Engine {
             body: &inc.body,
             now: inc.received_at,
         };
-        let decided = decide(shared, def, &req, inc.replay_of.is_some());
+        let decided = match decide(shared, def, &req, inc.replay_of.is_some()) {
+            Decided::Handler(body, delivery_id) => {
+                let content = Content {
+                    body,
+                    headers: &inc.headers,
+                    query: &inc.query,
+                };
+                self.handle(def, &inc, content, delivery_id).await
+            }
+            d => d,
+        };
         let headers = redacted(def, &inc.headers);
         let Incoming {
             method,
@@ -153,6 +163,12 @@ impl Engine {
         } = inc;
         let (mut verdict, events, answer, delivery_id) = match decided {
             Decided::Nothing(v, answer) => (v, Vec::new(), answer, None),
+            Decided::Handler(..) => (
+                Verdict::with(IngestStatus::HandlerError, "the handler did not run"),
+                Vec::new(),
+                None,
+                None,
+            ),
             Decided::Events(events, delivery_id) => (
                 Verdict {
                     status: IngestStatus::Accepted,
@@ -212,6 +228,8 @@ enum Decided {
     Nothing(Verdict, Option<Answer>),
     /// Events to raise, and the delivery id.
     Events(Vec<IngestEvent>, Option<String>),
+    /// The integration's handler decides: the request's body, and the delivery id.
+    Handler(Value, Option<String>),
 }
 
 fn decide(shared: &Shared, def: &IntegrationDef, req: &Request<'_>, replay: bool) -> Decided {
@@ -237,6 +255,9 @@ fn decide(shared: &Shared, def: &IntegrationDef, req: &Request<'_>, replay: bool
         return Decided::Nothing(v, Some(answer));
     }
     let delivery_id = map::delivery_id(def, &content);
+    if def.handler.is_some() {
+        return Decided::Handler(content.body, delivery_id);
+    }
     let Some(event) = map::select(def, &content) else {
         return Decided::Nothing(
             Verdict::with(IngestStatus::Ignored, "no event of the integration matched"),
@@ -270,7 +291,17 @@ fn raise(
     }
     let routed = map::route(def, event, content, &def.config)
         .map_err(|m| Verdict::with(IngestStatus::Invalid, m))?;
-    let name = format!("{}:{}", def.name, event.name);
+    Ok(event_for(
+        shared,
+        format!("{}:{}", def.name, event.name),
+        payload,
+        routed,
+    ))
+}
+
+/// The event `name` with `payload` for `routed`, with the triggers of the workflows bound to
+/// it.
+fn event_for(shared: &Shared, name: String, payload: Value, routed: map::Routed) -> IngestEvent {
     let event_id = uuid::Uuid::now_v7().to_string();
     let now = shared.clock.now();
     let new_contact_id = shared.next_contact_id();
@@ -312,7 +343,7 @@ fn raise(
             now,
         })
         .collect();
-    Ok(IngestEvent {
+    IngestEvent {
         event_id,
         name,
         payload,
@@ -320,5 +351,169 @@ fn raise(
         new_contact_id,
         bot,
         triggers,
-    })
+    }
+}
+
+/// Most events one handler call may return.
+const MAX_HANDLER_EVENTS: usize = 100;
+
+impl Engine {
+    /// Runs the integration's handler on the request and turns what it returns into events.
+    async fn handle(
+        &self,
+        def: &IntegrationDef,
+        inc: &Incoming,
+        content: Content<'_>,
+        delivery_id: Option<String>,
+    ) -> Decided {
+        let shared = self.shared();
+        let Some(handlers) = &shared.handlers else {
+            let v = Verdict::with(
+                IngestStatus::HandlerError,
+                "no JavaScript engine for handlers",
+            );
+            return Decided::Nothing(v, None);
+        };
+        let path = inc.path.split('?').next().unwrap_or_default();
+        let mut query = serde_json::Map::new();
+        for (k, v) in &inc.query {
+            query
+                .entry(k.clone())
+                .or_insert_with(|| Value::String(v.clone()));
+        }
+        let req = json!({
+            "method": inc.method,
+            "path": path,
+            "query": query,
+            "headers": inc.headers,
+            "body": content.body,
+            "rawBody": String::from_utf8_lossy(&inc.body),
+        });
+        let returned = match handlers.run(&def.name, req, def.config.clone()).await {
+            Ok(v) => v,
+            Err(m) => {
+                let v = Verdict::with(
+                    IngestStatus::HandlerError,
+                    format!("the handler failed: {m}"),
+                );
+                return Decided::Nothing(v, None);
+            }
+        };
+        match handler_events(shared, def, returned, &content) {
+            Ok(events) if events.is_empty() => Decided::Nothing(
+                Verdict::with(IngestStatus::Ignored, "the handler returned no event"),
+                None,
+            ),
+            Ok(events) => Decided::Events(events, delivery_id),
+            Err(v) => Decided::Nothing(v, None),
+        }
+    }
+}
+
+/// The events a handler returned: `[{type, payload, route}]` (or one such object, or nothing).
+/// A `type` declared under `events:` is checked against its schema and, without a `route`,
+/// routed as declared.
+fn handler_events(
+    shared: &Shared,
+    def: &IntegrationDef,
+    returned: Value,
+    content: &Content<'_>,
+) -> Result<Vec<IngestEvent>, Verdict> {
+    let fail = |m: String| Verdict::with(IngestStatus::HandlerError, m);
+    let list = match returned {
+        Value::Null => return Ok(Vec::new()),
+        Value::Array(list) => list,
+        one @ Value::Object(_) => vec![one],
+        other => {
+            return Err(fail(format!(
+                "the handler must return a list of events, not {}",
+                herald_core::text::json_kind(&other)
+            )));
+        }
+    };
+    if list.len() > MAX_HANDLER_EVENTS {
+        return Err(fail(format!(
+            "the handler returned {} events; at most {MAX_HANDLER_EVENTS} are raised",
+            list.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for (i, e) in list.into_iter().enumerate() {
+        let at = |m: &str| fail(format!("event {i} of the handler: {m}"));
+        let Value::Object(mut e) = e else {
+            return Err(at("must be an object `{type, payload, route}`"));
+        };
+        let Some(Value::String(kind)) = e.remove("type") else {
+            return Err(at("needs `type`, the event's name"));
+        };
+        let name = kind
+            .strip_prefix(&format!("{}:", def.name))
+            .unwrap_or(&kind)
+            .to_owned();
+        let full = format!("{}:{name}", def.name);
+        if name.contains(':') || !herald_core::ident::is_valid(&full) {
+            return Err(at(&format!("`{kind}` is not a valid event name")));
+        }
+        let payload = match e.remove("payload") {
+            None | Some(Value::Null) => json!({}),
+            Some(p @ Value::Object(_)) => p,
+            Some(_) => return Err(at("`payload` must be an object")),
+        };
+        let declared = def.event(&name);
+        if let Some(d) = declared {
+            let errors = map::schema_errors(d, &payload);
+            if !errors.is_empty() {
+                let mut v = Verdict::with(
+                    IngestStatus::Invalid,
+                    format!("the handler's `{name}` fails its schema"),
+                );
+                v.detail = json!({"event": name, "errors": errors, "payload": payload});
+                v.errors = errors;
+                return Err(v);
+            }
+        }
+        let routed = match (e.remove("route"), declared) {
+            (Some(Value::Object(r)), _) => handler_route(shared, def, &r).map_err(|m| at(&m))?,
+            (None | Some(Value::Null), Some(d)) => {
+                map::route(def, d, content, &def.config).map_err(|m| at(&m))?
+            }
+            (None | Some(Value::Null), None) => {
+                return Err(at(
+                    "needs `route` (the event is not declared under `events:`)",
+                ));
+            }
+            (Some(_), _) => return Err(at("`route` must be an object")),
+        };
+        out.push(event_for(shared, full, payload, routed));
+    }
+    Ok(out)
+}
+
+/// A handler's `route: {bot?, subscriber | contact}`.
+fn handler_route(
+    shared: &Shared,
+    def: &IntegrationDef,
+    r: &serde_json::Map<String, Value>,
+) -> Result<map::Routed, String> {
+    let text = |v: &Value| match v {
+        Value::String(s) if !s.is_empty() => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        _ => None,
+    };
+    let bot = match r.get("bot") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(b)) if shared.project.bots.contains_key(b) => Some(b.clone()),
+        Some(b) => return Err(format!("`route.bot` {b} is not a bot of the project")),
+    };
+    let subscriber_id = match (r.get("subscriber"), r.get("contact")) {
+        (Some(s), None) => text(s).ok_or("`route.subscriber` must be a string or a number")?,
+        (None, Some(c)) => format!(
+            "{}:{}",
+            def.name,
+            text(c).ok_or("`route.contact` must be a string or a number")?
+        ),
+        _ => return Err("`route` needs one of `subscriber` and `contact`".to_owned()),
+    };
+    herald_core::ident::check("route.subscriber", &subscriber_id)?;
+    Ok(map::Routed { bot, subscriber_id })
 }

@@ -14,6 +14,7 @@ pub mod clock;
 pub mod host;
 pub mod hub;
 pub mod ingest;
+mod ingest_js;
 pub mod jobs;
 mod lanes;
 pub mod notify;
@@ -120,6 +121,8 @@ pub struct Shared {
     pub(crate) notify_alarm: scheduler::Alarm,
     /// Wakes the delivery loop when outbox rows were added.
     pub(crate) delivery_wake: tokio::sync::Notify,
+    /// Where integration handlers run (`None`: no integration has one).
+    pub(crate) handlers: Option<ingest_js::Handlers>,
 }
 
 #[derive(Default)]
@@ -269,6 +272,7 @@ impl Engine {
         let cancelled: HashSet<i64> = store.cancelled_queued_jobs().await?.into_iter().collect();
         let (apply_tx, apply_rx) = mpsc::unbounded_channel();
         let (dispatch, receivers) = worker::Dispatch::new(config.workers.max(1));
+        let handlers = ingest_js::Handlers::spawn(&project, config.script_limits);
         let shared = Arc::new(Shared {
             http: host::http_client(config.http_allow_link_local),
             in_flight: Arc::new(Semaphore::new(config.max_in_flight.max(1))),
@@ -293,6 +297,7 @@ impl Engine {
             alarm: scheduler::Alarm::default(),
             notify_alarm: scheduler::Alarm::default(),
             delivery_wake: tokio::sync::Notify::new(),
+            handlers,
         });
         // Unusable [smtp] settings (a bad sender address, a TLS setup failure) stop the start
         // rather than turning every email step into a dead letter.

@@ -11,6 +11,7 @@
 mod alloc;
 mod budget;
 mod check;
+mod handler;
 mod turn;
 mod workflow;
 
@@ -154,6 +155,8 @@ pub struct Sandbox {
     bots: HashMap<String, BotJs>,
     /// Workflows' snippets, one context per workflow (see [`workflow`]).
     workflows: HashMap<String, BotJs>,
+    /// Integration handlers, one context each (see [`handler`]).
+    handlers: HashMap<String, BotJs>,
     budget: Rc<Budget>,
     host: HostSlot,
     out: Rc<RefCell<Vec<ScriptReaction>>>,
@@ -178,6 +181,7 @@ impl Sandbox {
             budget,
             bots: HashMap::new(),
             workflows: HashMap::new(),
+            handlers: HashMap::new(),
             host: Rc::new(RefCell::new(None)),
             out: Rc::new(RefCell::new(Vec::new())),
         })

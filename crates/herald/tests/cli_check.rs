@@ -254,3 +254,83 @@ fn serve_help_lists_the_documented_environment_variables() {
         "serve --help does not mention {missing:?}:\n{help}"
     );
 }
+
+/// An integration with one mistake of each kind.
+const BROKEN_INTEGRATION: &str = r#"secret: ""
+verify:
+  scheme: githib
+events:
+  a:
+    payload: {x: "/a~2"}
+    route: {bot: nobody, contact: /customer/id}
+  b:
+    schema: {type: 12}
+    route: {bot: shop, contact: /id}
+  noMatch:
+    route: {bot: shop, contact: /id}
+handler: broken.js
+"#;
+
+/// `herald check` reports every integration mistake with its file, line and a hint: an unknown
+/// scheme, an invalid JSON pointer, an unknown bot, an invalid JSON Schema, a reserved event
+/// name, a JavaScript syntax error in the handler; a missing secret fails closed.
+#[test]
+fn check_reports_integration_errors_with_file_and_line() {
+    let dir = common::project_with_bot("shop", "states:\n  A:\n    q: hi\n    a: hello\n");
+    let integrations = dir.path().join("integrations");
+    std::fs::create_dir_all(&integrations).expect("mkdir");
+    std::fs::write(integrations.join("bad.yaml"), BROKEN_INTEGRATION).expect("write");
+    std::fs::write(integrations.join("broken.js"), "return [;\n").expect("write");
+    std::fs::write(
+        integrations.join("nosecret.yaml"),
+        "verify: {scheme: stripe}\nevents:\n  paid:\n    route: {bot: shop, contact: /id}\n",
+    )
+    .expect("write");
+    let out = run(herald(dir.path()).arg("check").arg("--project").arg("."));
+    let stderr = text(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    for (file, line, about) in [
+        (
+            "bad.yaml",
+            line_of(BROKEN_INTEGRATION, "githib"),
+            "unknown verification scheme",
+        ),
+        (
+            "bad.yaml",
+            line_of(BROKEN_INTEGRATION, "a~2"),
+            "not a JSON pointer",
+        ),
+        (
+            "bad.yaml",
+            line_of(BROKEN_INTEGRATION, "nobody"),
+            "unknown bot `nobody`",
+        ),
+        (
+            "bad.yaml",
+            line_of(BROKEN_INTEGRATION, "type: 12"),
+            "not a valid JSON Schema",
+        ),
+        (
+            "bad.yaml",
+            line_of(BROKEN_INTEGRATION, "noMatch"),
+            "reserved",
+        ),
+        ("broken.js", 1, "JavaScript"),
+        ("nosecret.yaml", 1, "needs a secret"),
+    ] {
+        assert!(
+            stderr
+                .lines()
+                .any(|l| l.contains(&format!("{file}:{line}:")) && l.contains(about)),
+            "no error at `{file}:{line}:` about `{about}` in:\n{stderr}"
+        );
+    }
+    // The server refuses the same project.
+    let out = run(herald(dir.path())
+        .arg("serve")
+        .arg("--project")
+        .arg(".")
+        .env("HERALD_LISTEN", "127.0.0.1:0"));
+    assert_ne!(out.status.code(), Some(0));
+    assert!(text(&out.stderr).contains("unknown verification scheme"));
+}

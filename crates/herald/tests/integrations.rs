@@ -337,3 +337,88 @@ async fn a_workflow_bound_to_the_event_runs_for_the_routed_contact() {
     .await;
     assert_eq!(feed[0]["content"], "Order 5005 received", "{feed:?}");
 }
+
+const FORMS_YAML: &str = r#"
+secret: forms-token
+verify: {scheme: bearer}
+config: {source: website}
+events:
+  submitted:
+    schema:
+      type: object
+      required: [email]
+      properties:
+        email: {type: string}
+    route: {bot: shop, subscriber: /email}
+handler: forms.js
+"#;
+
+const FORMS_JS: &str = r#"
+var b = req.body;
+if (b.kind === "throw") throw new Error("cannot read this form");
+if (b.kind === "loop") { while (true) {} }
+if (b.kind === "nothing") return [];
+if (b.kind === "bad") return [{type: "submitted", payload: {email: 42}}];
+return [
+  {type: "submitted", payload: {email: b.email, from: config.source, path: req.path}},
+  {type: "forms:noted", payload: {q: req.query.q || null}, route: {subscriber: b.email}}
+];
+"#;
+
+/// An integration's JavaScript handler decides what a request raises: its events are checked
+/// against the declared schema and routed as declared (or as they say); a handler that throws,
+/// loops or returns a payload its schema refuses raises nothing.
+#[tokio::test]
+async fn a_handler_decides_the_events_and_its_failures_raise_nothing() {
+    let shop = shop(&[
+        ("integrations/forms.yaml", FORMS_YAML),
+        ("integrations/forms.js", FORMS_JS),
+    ])
+    .await;
+    let post = |body: Value| {
+        let r = shop
+            .server
+            .http
+            .post(shop.server.url("/integrations/forms/webhook?q=42"))
+            .bearer_auth("forms-token")
+            .json(&body);
+        async move { status_json(r.send().await.expect("send")).await }
+    };
+    let (s, v) = post(json!({"email": "ann@example.com"})).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["eventIds"].as_array().map(Vec::len), Some(2), "{v}");
+    for (kind, code, status) in [
+        ("throw", "handler_error", 422),
+        ("loop", "handler_error", 422),
+        ("bad", "invalid_payload", 422),
+    ] {
+        let (s, v) = post(json!({"kind": kind, "email": "x@example.com"})).await;
+        assert_eq!(s, status, "{kind}: {v}");
+        assert_eq!(v["error"]["code"], code, "{kind}: {v}");
+    }
+    let (s, v) = post(json!({"kind": "nothing"})).await;
+    assert_eq!(s, 202, "{v}");
+    let (s, _) = shop
+        .server
+        .http
+        .post(shop.server.url("/integrations/forms/webhook"))
+        .bearer_auth("wrong")
+        .json(&json!({}))
+        .send()
+        .await
+        .map(|r| (r.status().as_u16(), ()))
+        .expect("send");
+    assert_eq!(s, 401);
+    shop.server.settle().await;
+    let (_, stats) = shop.server.get("/api/v1/admin/stats").await;
+    assert_eq!(
+        stats["events"]["accepted"], 1,
+        "only the first request's dialog event: {stats}"
+    );
+    let (_, log) = shop
+        .server
+        .get("/api/v1/integrations/forms/requests?status=handler_error")
+        .await;
+    let detail = log["requests"][1]["detail"]["message"].to_string();
+    assert!(detail.contains("cannot read this form"), "{log}");
+}

@@ -22,7 +22,7 @@ use serde_json::Value;
 
 use crate::bot::model::{Code, Origin};
 
-pub use parse::parse_integration;
+pub use parse::{parse_integration, parse_integration_checked};
 pub use pointer::Pointer;
 pub use presets::{Encoding, HmacAlgorithm, Scheme};
 

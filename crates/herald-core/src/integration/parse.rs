@@ -15,6 +15,7 @@ use super::{
     Condition, Dedupe, DeliveryId, EventDef, IngestLimits, IntegrationDef, Mapping, Pointer, Root,
     Route, Secret, TemplatePart, Verify, Who,
 };
+use crate::bot::CodeCheck;
 use crate::bot::hints;
 use crate::bot::model::{Code, CodeKind, is_reserved_event};
 use crate::bot::yaml::{self, Ctx, is_null, to_json};
@@ -66,11 +67,26 @@ pub fn parse_integration(
     text: &str,
     lookup: &dyn Fn(&str) -> Option<String>,
 ) -> Result<IntegrationDef, Vec<Diagnostic>> {
+    parse_integration_checked(name, file, text, lookup, &|_| true, &|_| None)
+}
+
+/// [`parse_integration`] within a project: `is_bot` tells which bots exist (a route to another
+/// is an error), and `check` runs on the handler's JavaScript.
+pub fn parse_integration_checked(
+    name: &str,
+    file: &Path,
+    text: &str,
+    lookup: &dyn Fn(&str) -> Option<String>,
+    is_bot: &dyn Fn(&str) -> bool,
+    check: CodeCheck<'_>,
+) -> Result<IntegrationDef, Vec<Diagnostic>> {
     let text = env::substitute(file, text, lookup)?;
     let root = yaml::load(file, &text).map_err(|d| vec![d])?;
     let mut b = Builder {
         cx: Ctx::new(file, &text),
         dir: file.parent().map(Path::to_path_buf).unwrap_or_default(),
+        is_bot,
+        check,
     };
     let mut def = IntegrationDef {
         name: name.to_owned(),
@@ -117,6 +133,8 @@ pub fn parse_integration(
 struct Builder<'a> {
     cx: Ctx<'a>,
     dir: std::path::PathBuf,
+    is_bot: &'a dyn Fn(&str) -> bool,
+    check: CodeCheck<'a>,
 }
 
 /// The keys of `map` that `allowed` does not list, reported.
@@ -583,7 +601,11 @@ impl Builder<'_> {
             return match Pointer::parse(text) {
                 Ok(p) => Some(Mapping::Pointer(p)),
                 Err(e) => {
-                    self.cx.error(s.span(), e, "");
+                    self.cx.error(
+                        s.span(),
+                        e,
+                        "a value starting with `/` is a JSON pointer into the body, e.g. `/customer/id`",
+                    );
                     None
                 }
             };
@@ -624,7 +646,21 @@ impl Builder<'_> {
         let map = self.cx.mapping(node, &format!("`route` of {what}"))?;
         unknown_keys(&mut self.cx, map, ROUTE_KEYS, &format!("`route` of {what}"));
         let bot = match map.get_node("bot") {
-            Some(n) => Some(self.cx.string(n, "`route.bot`")?.as_str().to_owned()),
+            Some(n) => {
+                let s = self.cx.string(n, "`route.bot`")?;
+                if !(self.is_bot)(s.as_str()) {
+                    self.cx.error(
+                        s.span(),
+                        format!(
+                            "`route.bot` of {what} names an unknown bot `{}`",
+                            s.as_str()
+                        ),
+                        "the bot is a directory under bots/ with a bot.yaml",
+                    );
+                    return None;
+                }
+                Some(s.as_str().to_owned())
+            }
             None => None,
         };
         let who = match (map.get_node("contact"), map.get_node("subscriber")) {
@@ -660,15 +696,22 @@ impl Builder<'_> {
         let s = self.cx.string(node, "`handler`")?;
         let path = self.dir.join(s.as_str());
         match std::fs::read_to_string(&path) {
-            Ok(source) => Some(Code {
-                kind: CodeKind::Body,
-                source,
-                origin: crate::bot::model::Origin {
-                    file: path,
-                    line: 1,
-                    col: 1,
-                },
-            }),
+            Ok(source) => {
+                let code = Code {
+                    kind: CodeKind::Body,
+                    source,
+                    origin: crate::bot::model::Origin {
+                        file: path,
+                        line: 1,
+                        col: 1,
+                    },
+                };
+                if let Some(d) = (self.check)(&code) {
+                    self.cx.diags.push(d);
+                    return None;
+                }
+                Some(code)
+            }
             Err(e) => {
                 self.cx.error(
                     s.span(),
