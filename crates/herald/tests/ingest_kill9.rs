@@ -1,0 +1,203 @@
+//! Crash safety of integration deliveries. The real `herald` binary on `examples/orders` takes
+//! signed Shopify orders from many concurrent clients and is killed with SIGKILL mid-burst, then
+//! restarts on the same data directory. The platform then retries every delivery (as Shopify does
+//! for any that were not answered 2xx, and sometimes for ones that were). The contract: a delivery
+//! answered 2xx is committed (its retry is a `duplicate`), and every order, acknowledged or
+//! retried, raises its event exactly once: one bot message in its customer's dialog.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use common::process::{self, Issued, Load, Rig};
+use hmac::{Hmac, KeyInit, Mac};
+use serde_json::{Value, json};
+use sha2::Sha256;
+
+const SECRET: &str = "shpss_kill_secret";
+const CUSTOMERS: usize = 40;
+const TASKS: usize = 16;
+
+fn signed(http: &reqwest::Client, base: &str, customer: usize, n: u64) -> reqwest::RequestBuilder {
+    let body = serde_json::to_vec(&json!({
+        "id": n,
+        "confirmation_number": format!("C{n}"),
+        "created_at": "2030-01-01T10:00:00Z",
+        "currency": "EUR",
+        "customer": {"id": customer},
+    }))
+    .expect("json");
+    let mut mac = Hmac::<Sha256>::new_from_slice(SECRET.as_bytes()).expect("key");
+    mac.update(&body);
+    let signature = base64::engine::general_purpose::STANDARD.encode(mac.finalize().into_bytes());
+    http.post(format!("{base}/integrations/shopify/webhook"))
+        .header("content-type", "application/json")
+        .header("x-shopify-topic", "orders/create")
+        .header("x-shopify-event-id", format!("evt-{n}"))
+        .header("x-shopify-hmac-sha256", signature)
+        .body(body)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn every_acknowledged_delivery_raises_its_event_exactly_once_after_kill_9() {
+    tokio::time::timeout(Duration::from_secs(240), scenario())
+        .await
+        .expect("the kill -9 scenario took longer than 240 s");
+}
+
+async fn scenario() {
+    // The example with a test secret and no rate limit (the burst is faster than the default).
+    let project = common::project_copy(
+        &common::examples_dir("orders"),
+        &[
+            ("${SHOPIFY_WEBHOOK_SECRET:-shpss_example_secret}", SECRET),
+            ("dedupe:", "limits: { rate: 0 }\ndedupe:"),
+        ],
+    );
+    let rig = Rig::new(project, &[], Duration::from_secs(20));
+    let http = rig.http.clone();
+    let mut first = rig.start("first").await;
+
+    let load = Load::new();
+    let base = Arc::new(first.base.clone());
+    let tasks: Vec<_> = (0..TASKS)
+        .map(|t| {
+            let customers = (t..CUSTOMERS).step_by(TASKS).collect();
+            let (http, base) = (http.clone(), base.clone());
+            tokio::spawn(load.clone().run(customers, 200, "customer ", move |c, n| {
+                signed(&http, &base, c, n).send()
+            }))
+        })
+        .collect();
+    let killed_after = first.kill_under_load(&load.acked, &load.stop).await;
+    let issued = process::gather(tasks, "200").await;
+
+    // The platform retries everything: what was acknowledged must be a duplicate now.
+    let second = rig.start("second").await;
+    let mut retried_accepted = 0;
+    for x in &issued {
+        let r = signed(&http, &second.base, x.target, x.n)
+            .send()
+            .await
+            .expect("retry");
+        let (s, v) = common::status_json(r).await;
+        assert_eq!(s, 200, "retry of order {}: {v}", x.n);
+        if x.acked {
+            assert_eq!(
+                v["status"], "duplicate",
+                "order {} was acknowledged before the kill, its retry must be a duplicate: {v}",
+                x.n
+            );
+        } else if v["status"] == "accepted" {
+            retried_accepted += 1;
+        }
+    }
+
+    settle(&second, &http).await;
+    let replies = replies_by_order(&second, &http).await;
+    let acked = issued.iter().filter(|x| x.acked).count();
+    println!(
+        "killed after {killed_after:?}: issued {}, acked {acked}, accepted only on retry \
+         {retried_accepted}, orders replied {}",
+        issued.len(),
+        replies.len()
+    );
+    assert!(acked > 0, "no delivery was acknowledged before the kill");
+    check_exactly_once(&issued, &replies);
+}
+
+/// Waits until no event is pending.
+async fn settle(server: &process::ChildServer, http: &reqwest::Client) {
+    let deadline = Instant::now() + Duration::from_secs(90);
+    loop {
+        let (s, v) = server.get(http, "/api/v1/admin/stats").await;
+        assert_eq!(s, 200, "stats: {v}");
+        if v["events"]["pending"] == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "events still pending 90 s after the restart: {v}"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// Order number → the customers whose dialogs thanked for it (one entry per message).
+async fn replies_by_order(
+    server: &process::ChildServer,
+    http: &reqwest::Client,
+) -> BTreeMap<u64, Vec<usize>> {
+    let mut seen: BTreeMap<u64, Vec<usize>> = BTreeMap::new();
+    for c in 0..CUSTOMERS {
+        let mut after: Option<String> = None;
+        loop {
+            let q = after
+                .as_ref()
+                .map(|a| format!("&after={a}"))
+                .unwrap_or_default();
+            let path = format!("/api/v1/bots/shop/dialogs/shopify:{c}/messages?limit=1000{q}");
+            let (s, v) = server.get(http, &path).await;
+            if s == 404 {
+                break; // no order of this customer was ever committed
+            }
+            assert_eq!(s, 200, "messages of customer {c}: {v}");
+            let page: Vec<Value> = v["messages"].as_array().cloned().unwrap_or_default();
+            for m in &page {
+                let Some(text) = m["text"].as_str() else {
+                    continue;
+                };
+                if let Some(rest) = text.split_once("order #C").map(|(_, r)| r) {
+                    let n: u64 = rest
+                        .split(' ')
+                        .next()
+                        .and_then(|d| d.parse().ok())
+                        .unwrap_or_else(|| panic!("customer {c}: unexpected message {m}"));
+                    seen.entry(n).or_default().push(c);
+                }
+            }
+            if page.len() < 1000 {
+                break;
+            }
+            after = page
+                .last()
+                .and_then(|m| m["id"].as_str())
+                .map(str::to_owned);
+        }
+    }
+    seen
+}
+
+fn check_exactly_once(issued: &[Issued], seen: &BTreeMap<u64, Vec<usize>>) {
+    let missing: Vec<u64> = issued
+        .iter()
+        .filter(|x| !seen.contains_key(&x.n))
+        .map(|x| x.n)
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} orders have no message after the restart and the retries (first: {:?})",
+        missing.len(),
+        issued.len(),
+        &missing[..missing.len().min(20)]
+    );
+    let twice: Vec<(&u64, &Vec<usize>)> = seen.iter().filter(|(_, cs)| cs.len() > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "orders thanked for more than once (order → customers): {twice:?}"
+    );
+    let target: BTreeMap<u64, usize> = issued.iter().map(|x| (x.n, x.target)).collect();
+    for (n, cs) in seen {
+        let t = target
+            .get(n)
+            .unwrap_or_else(|| panic!("a message for order {n}, which was never sent"));
+        assert_eq!(
+            cs[0], *t,
+            "order {n} was thanked for in customer {}'s dialog, but belongs to customer {t}",
+            cs[0]
+        );
+    }
+}
