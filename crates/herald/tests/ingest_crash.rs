@@ -1,9 +1,12 @@
-//! Crash safety of integration deliveries. The real `herald` binary on `examples/orders` takes
-//! signed Shopify orders from many concurrent clients and is killed with SIGKILL mid-burst, then
-//! restarts on the same data directory. The platform then retries every delivery (as Shopify does
-//! for any that were not answered 2xx, and sometimes for ones that were). The contract: a delivery
-//! answered 2xx is committed (its retry is a `duplicate`), and every order, acknowledged or
-//! retried, raises its event exactly once: one bot message in its customer's dialog.
+//! Integration deliveries when the machine fails, through the real `herald` binary on
+//! `examples/orders`:
+//! - killed with SIGKILL in the middle of a burst of signed Shopify orders from many clients, then
+//!   restarted on the same data directory, after which the platform retries every delivery (as
+//!   Shopify does for any not answered 2xx, and sometimes for ones that were). A delivery answered
+//!   2xx is committed (its retry is a `duplicate`), and every order, acknowledged or retried,
+//!   raises its event exactly once: one bot message in its customer's dialog;
+//! - its database locked by another process: a delivery is answered 503 (the platform retries; a
+//!   4xx would make it give up), leaves nothing behind, and its retry is the first delivery.
 
 mod common;
 
@@ -48,8 +51,8 @@ async fn every_acknowledged_delivery_raises_its_event_exactly_once_after_kill_9(
         .expect("the kill -9 scenario took longer than 240 s");
 }
 
-async fn scenario() {
-    // The example with a test secret and no rate limit (the burst is faster than the default).
+/// The example with a test secret and no rate limit (the burst is faster than the default).
+fn shop_rig() -> Rig {
     let project = common::project_copy(
         &common::examples_dir("orders"),
         &[
@@ -57,7 +60,11 @@ async fn scenario() {
             ("dedupe:", "limits: { rate: 0 }\ndedupe:"),
         ],
     );
-    let rig = Rig::new(project, &[], Duration::from_secs(20));
+    Rig::new(project, &[], Duration::from_secs(30))
+}
+
+async fn scenario() {
+    let rig = shop_rig();
     let http = rig.http.clone();
     let mut first = rig.start("first").await;
 
@@ -107,6 +114,46 @@ async fn scenario() {
     );
     assert!(acked > 0, "no delivery was acknowledged before the kill");
     check_exactly_once(&issued, &replies);
+}
+
+#[tokio::test]
+async fn a_delivery_while_another_process_locks_the_database_is_503_and_its_retry_is_accepted() {
+    let rig = shop_rig();
+    let http = rig.http.clone();
+    let server = rig.start("locked").await;
+    let db = rusqlite::Connection::open(rig.data.path().join("herald.db")).expect("open db");
+    db.execute_batch("BEGIN IMMEDIATE")
+        .expect("take the write lock");
+    let started = Instant::now();
+    let r = signed(&http, &server.base, 7, 4242)
+        .send()
+        .await
+        .expect("send");
+    let (s, v) = common::status_json(r).await;
+    println!("answered {s} after {:?} of lock", started.elapsed());
+    assert_eq!(s, 503, "{v}");
+    assert_eq!(v["error"]["code"], "unavailable", "{v}");
+    db.execute_batch("ROLLBACK").expect("release the lock");
+    drop(db);
+    let (s, v) = server
+        .get(&http, "/api/v1/integrations/shopify/requests")
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["requests"], serde_json::json!([]), "a 503 left a record");
+
+    let r = signed(&http, &server.base, 7, 4242)
+        .send()
+        .await
+        .expect("send");
+    let (s, v) = common::status_json(r).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v["status"], "accepted",
+        "the retry is the first delivery: {v}"
+    );
+    settle(&server, &http).await;
+    let replies = replies_by_order(&server, &http).await;
+    assert_eq!(replies.get(&4242), Some(&vec![7]), "{replies:?}");
 }
 
 /// Waits until no event is pending.
