@@ -116,39 +116,14 @@ pub fn payload(m: &Mapping, c: &Content, config: &Value) -> Value {
 /// (`"{{ body.id }}"` stays a number); otherwise the text, with absent values as empty text
 /// and objects as JSON.
 fn render(parts: &[TemplatePart], c: &Content, config: &Value) -> Value {
-    let lookup = |root: &Root, path: &[String]| -> Value {
-        let text = |v: Option<&str>| v.map_or(Value::Null, |s| Value::String(s.to_owned()));
-        let mut at = match root {
-            Root::Body => &c.body,
-            Root::Config => config,
-            // A header or query value is text: one name, nothing below it.
-            Root::Headers if path.len() == 1 => return text(c.header(&path[0])),
-            Root::Query if path.len() == 1 => return text(c.query_param(&path[0])),
-            Root::Headers | Root::Query => return Value::Null,
-        };
-        for seg in path {
-            at = match at {
-                Value::Object(m) => match m.get(seg) {
-                    Some(v) => v,
-                    None => return Value::Null,
-                },
-                Value::Array(a) => match seg.parse::<usize>().ok().and_then(|i| a.get(i)) {
-                    Some(v) => v,
-                    None => return Value::Null,
-                },
-                _ => return Value::Null,
-            };
-        }
-        at.clone()
-    };
     if let [TemplatePart::Path(root, path)] = parts {
-        return lookup(root, path);
+        return lookup(root, path, c, config);
     }
     let mut out = String::new();
     for p in parts {
         match p {
             TemplatePart::Text(t) => out.push_str(t),
-            TemplatePart::Path(root, path) => match lookup(root, path) {
+            TemplatePart::Path(root, path) => match lookup(root, path, c, config) {
                 Value::Null => {}
                 Value::String(s) => out.push_str(&s),
                 other => out.push_str(&other.to_string()),
@@ -156,6 +131,49 @@ fn render(parts: &[TemplatePart], c: &Content, config: &Value) -> Value {
         }
     }
     Value::String(out)
+}
+
+/// The value a template hole names (`null` when absent).
+fn lookup(root: &Root, path: &[String], c: &Content, config: &Value) -> Value {
+    let text = |v: Option<&str>| v.map_or(Value::Null, |s| Value::String(s.to_owned()));
+    let mut at = match root {
+        Root::Body => &c.body,
+        Root::Config => config,
+        // A header or query value is text: one name, nothing below it.
+        Root::Headers if path.len() == 1 => return text(c.header(&path[0])),
+        Root::Query if path.len() == 1 => return text(c.query_param(&path[0])),
+        Root::Headers | Root::Query => return Value::Null,
+    };
+    for seg in path {
+        at = match at {
+            Value::Object(m) => match m.get(seg) {
+                Some(v) => v,
+                None => return Value::Null,
+            },
+            Value::Array(a) => match seg.parse::<usize>().ok().and_then(|i| a.get(i)) {
+                Some(v) => v,
+                None => return Value::Null,
+            },
+            _ => return Value::Null,
+        };
+    }
+    at.clone()
+}
+
+/// The first hole of a template that names nothing in the request, as written.
+fn absent_hole(parts: &[TemplatePart], c: &Content, config: &Value) -> Option<String> {
+    parts.iter().find_map(|p| match p {
+        TemplatePart::Path(root, path) if lookup(root, path, c, config).is_null() => {
+            let root = match root {
+                Root::Body => "body",
+                Root::Headers => "headers",
+                Root::Query => "query",
+                Root::Config => "config",
+            };
+            Some(format!("{{{{ {root}.{} }}}}", path.join(".")))
+        }
+        _ => None,
+    })
 }
 
 /// Every error of `payload` against the event's schema, each prefixed with the JSON pointer
@@ -198,6 +216,19 @@ pub fn route(
             format!("route.contact `{p}`"),
             true,
         ),
+        Who::Subscriber(Mapping::Template(parts)) => {
+            // An id built from a text with a hole the request leaves empty names someone else.
+            if let Some(hole) = absent_hole(parts, c, config) {
+                return Err(format!(
+                    "route.subscriber: {hole} is absent from the request"
+                ));
+            }
+            (
+                render(parts, c, config),
+                "route.subscriber".to_owned(),
+                false,
+            )
+        }
         Who::Subscriber(m) => (payload(m, c, config), "route.subscriber".to_owned(), false),
     };
     let id = match value {
@@ -216,4 +247,93 @@ pub fn route(
         bot: event.route.bot.clone(),
         subscriber_id,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+    use std::path::Path;
+
+    use herald_core::integration::parse_integration;
+    use serde_json::{Value, json};
+
+    use super::{Content, payload, route, select};
+
+    const PAYMENTS: &str = r#"
+secret: s
+verify: { scheme: stripe }
+config: { shop: Tea }
+events:
+  paid:
+    when: { body: { /type: payment_intent.succeeded } }
+    payload:
+      amount: /data/object/amount
+      text: "{{ config.shop }}: {{ body.data.object.amount }} {{ body.data.object.currency }}"
+      topic: "{{ headers.x-topic }}"
+    route: { bot: shop, subscriber: "shop:{{ body.data.object.metadata.customer }}" }
+  other:
+    route: { contact: /data/object/customer }
+"#;
+
+    fn body(metadata: Value) -> Value {
+        json!({"type": "payment_intent.succeeded", "data": {"object": {
+            "amount": 1250, "currency": "eur", "customer": "cus_1", "metadata": metadata,
+        }}})
+    }
+
+    #[test]
+    fn a_payload_keeps_the_type_of_a_lone_pointer_and_renders_templates_as_text() {
+        let def =
+            parse_integration("pay", Path::new("pay.yaml"), PAYMENTS, &|_| None).expect("parses");
+        let headers = BTreeMap::from([("x-topic".to_owned(), "t1".to_owned())]);
+        let c = Content {
+            body: body(json!({"customer": "77"})),
+            headers: &headers,
+            query: &[],
+        };
+        let event = select(&def, &c).expect("an event matches");
+        assert_eq!(event.name, "paid");
+        assert_eq!(
+            payload(&event.payload, &c, &def.config),
+            json!({"amount": 1250, "text": "Tea: 1250 eur", "topic": "t1"})
+        );
+        let routed = route(&def, event, &c, &def.config).expect("routed");
+        assert_eq!(routed.subscriber_id, "shop:77");
+        assert_eq!(routed.bot.as_deref(), Some("shop"));
+    }
+
+    #[test]
+    fn a_subscriber_template_with_an_absent_hole_routes_nowhere_instead_of_to_a_stranger() {
+        let def =
+            parse_integration("pay", Path::new("pay.yaml"), PAYMENTS, &|_| None).expect("parses");
+        let headers = BTreeMap::new();
+        let c = Content {
+            body: body(json!({})),
+            headers: &headers,
+            query: &[],
+        };
+        let event = select(&def, &c).expect("an event matches");
+        let err = route(&def, event, &c, &def.config).expect_err("no subscriber");
+        assert!(
+            err.contains("{{ body.data.object.metadata.customer }} is absent"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_contact_pointer_is_namespaced_by_the_integration() {
+        let def =
+            parse_integration("pay", Path::new("pay.yaml"), PAYMENTS, &|_| None).expect("parses");
+        let headers = BTreeMap::new();
+        let c = Content {
+            body: json!({"type": "charge.refunded", "data": {"object": {"customer": "cus_9"}}}),
+            headers: &headers,
+            query: &[],
+        };
+        let event = select(&def, &c).expect("the catch-all matches");
+        assert_eq!(event.name, "other");
+        let routed = route(&def, event, &c, &def.config).expect("routed");
+        assert_eq!(routed.subscriber_id, "pay:cus_9");
+        assert_eq!(routed.bot, None);
+    }
 }
