@@ -124,7 +124,7 @@ fn load_workflows(
         if !is_valid_workflow_id(&id) {
             diags.push(
                 Diagnostic::new(&file, 0, 0, format!("`{id}` is not a valid workflow id"))
-                    .with_hint("rename the file using only letters, digits, `_`, `-` and `.`"),
+                    .with_hint("rename the file using only letters, digits, `_`, `-` and `.` (and one `:` for an integration event, `shopify:newOrderCreated.yaml`)"),
             );
             continue;
         }

@@ -87,14 +87,11 @@ fn check_routes(project: &Project, diags: &mut Vec<Diagnostic>) {
     for def in project.integrations.values() {
         for e in &def.events {
             let full = format!("{}:{}", def.name, e.name);
-            let bound = project
-                .workflows
-                .values()
-                .any(|w| w.on.iter().any(|(on, _)| on == &full));
+            let bound = project.workflows.values().any(|w| w.listens_to(&full));
             if e.route.bot.is_none() && !bound {
                 diags.push(at(
                     &e.route.origin,
-                    format!("event `{}` goes nowhere: its route names no bot and no workflow has `on: {full}`", e.name),
+                    format!("event `{}` goes nowhere: its route names no bot, no workflow has `on: {full}` and there is no workflows/{full}.yaml", e.name),
                     "add `bot:` to the route, or `on: [".to_owned() + &full + "]` to a workflow",
                 ));
             }

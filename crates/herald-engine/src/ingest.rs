@@ -88,6 +88,30 @@ fn redacted(def: &IntegrationDef, headers: &BTreeMap<String, String>) -> Value {
     )
 }
 
+/// The path as recorded: a secret in the query (Meta's `hub.verify_token`) is hidden.
+fn redacted_path(path: String) -> String {
+    let Some((route, query)) = path.split_once('?') else {
+        return path;
+    };
+    if !query
+        .split('&')
+        .any(|kv| kv.starts_with("hub.verify_token="))
+    {
+        return path;
+    }
+    let query: Vec<&str> = query
+        .split('&')
+        .map(|kv| {
+            if kv.starts_with("hub.verify_token=") {
+                "hub.verify_token=[redacted]"
+            } else {
+                kv
+            }
+        })
+        .collect();
+    format!("{route}?{}", query.join("&"))
+}
+
 /// The record of a request that raises nothing.
 struct Verdict {
     status: IngestStatus,
@@ -189,7 +213,7 @@ impl Engine {
             request: IngestRequest {
                 integration: def.name.clone(),
                 method,
-                path,
+                path: redacted_path(path),
                 headers,
                 body,
                 received_at,
@@ -233,6 +257,11 @@ enum Decided {
 }
 
 fn decide(shared: &Shared, def: &IntegrationDef, req: &Request<'_>, replay: bool) -> Decided {
+    let mut verified = None;
+    if replay && handshake::is_subscription(def, req) {
+        let v = Verdict::with(IngestStatus::Ignored, "a subscription handshake");
+        return Decided::Nothing(v, None);
+    }
     if !replay {
         match handshake::unsigned(def, req) {
             Some(Ok(answer)) => {
@@ -242,15 +271,16 @@ fn decide(shared: &Shared, def: &IntegrationDef, req: &Request<'_>, replay: bool
             Some(Err(r)) => return Decided::Nothing(Verdict::rejected(r), None),
             None => {}
         }
-        if let Err(r) = verify::verify(def, req) {
-            return Decided::Nothing(Verdict::rejected(r), None);
+        match verify::verify(def, req) {
+            Ok(secret) => verified = secret,
+            Err(r) => return Decided::Nothing(Verdict::rejected(r), None),
         }
     }
     let content = match map::content(req) {
         Ok(c) => c,
         Err(r) => return Decided::Nothing(Verdict::rejected(r), None),
     };
-    if let Some(answer) = handshake::signed(def, &content.body) {
+    if let Some(answer) = handshake::signed(def, verified, &content.body) {
         let v = Verdict::with(IngestStatus::Ignored, "a platform handshake");
         return Decided::Nothing(v, Some(answer));
     }
@@ -318,7 +348,7 @@ fn event_for(shared: &Shared, name: String, payload: Value, routed: map::Routed)
         .project
         .workflows
         .values()
-        .filter(|w| w.on.iter().any(|(on, _)| on == &name))
+        .filter(|w| w.listens_to(&name))
         .filter(|w| {
             let ok = w.check_payload(&payload).is_ok();
             if !ok {

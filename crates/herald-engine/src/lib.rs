@@ -417,11 +417,23 @@ impl Engine {
         }
     }
 
-    /// Deletes integration requests older than `integration_retention` and delivery ids whose
-    /// dedupe window has passed, in short transactions; how many rows went.
+    /// Deletes integration requests older than `integration_retention` (or the project's
+    /// longest dedupe window, if longer: a duplicate answers with the first request's event ids)
+    /// and delivery ids whose dedupe window has passed, in short transactions; how many rows
+    /// went.
     pub async fn purge_ingest(&self, now: jiff::Timestamp) -> Result<u64, EngineError> {
         const LIMIT: usize = 1000;
-        let cut = before(now, self.shared.config.integration_retention);
+        let longest_window = self
+            .shared
+            .project
+            .integrations
+            .values()
+            .filter(|d| d.dedupe.id.is_some())
+            .map(|d| d.dedupe.window)
+            .max()
+            .unwrap_or_default();
+        let keep = self.shared.config.integration_retention.max(longest_window);
+        let cut = before(now, keep);
         let mut total = 0;
         loop {
             let n = self.shared.store.purge_ingest(cut, now, LIMIT).await?;

@@ -3,7 +3,7 @@
 //! token, since it carries no signature), and, once the request is verified, Slack's
 //! `url_verification`, Zoom's `endpoint.url_validation` and Discord's PING.
 
-use herald_core::integration::{HmacAlgorithm, IntegrationDef, Scheme};
+use herald_core::integration::{HmacAlgorithm, IntegrationDef, Scheme, Secret};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
@@ -39,8 +39,17 @@ pub fn unsigned(def: &IntegrationDef, req: &Request<'_>) -> Option<Result<Answer
     })
 }
 
-/// A handshake in a verified request's body.
-pub fn signed(def: &IntegrationDef, body: &Value) -> Option<Answer> {
+/// Whether `req` is a subscription handshake (Meta's GET with `hub.mode`), whatever its token:
+/// a replay of one raises nothing.
+pub fn is_subscription(def: &IntegrationDef, req: &Request<'_>) -> bool {
+    def.verify.scheme == Scheme::Meta
+        && req.method.eq_ignore_ascii_case("GET")
+        && req.query_param("hub.mode").is_some()
+}
+
+/// A handshake in a verified request's body; `verified` is the secret the request verified
+/// with.
+pub fn signed(def: &IntegrationDef, verified: Option<&Secret>, body: &Value) -> Option<Answer> {
     match def.verify.scheme {
         Scheme::Slack if body.get("type") == Some(&json!("url_verification")) => {
             let challenge = body.get("challenge").cloned().unwrap_or(Value::Null);
@@ -51,9 +60,10 @@ pub fn signed(def: &IntegrationDef, body: &Value) -> Option<Answer> {
                 .pointer("/payload/plainToken")
                 .and_then(Value::as_str)
                 .unwrap_or_default();
-            let secret = def
-                .secrets
-                .first()
+            // Answered with the secret the request verified with: during a rotation Zoom
+            // holds one of them, and that is the one it signed with.
+            let secret = verified
+                .or(def.secrets.first())
                 .map(|s| s.0.as_bytes())
                 .unwrap_or_default();
             let encrypted = encode_hex(&mac(HmacAlgorithm::Sha256, secret, &[plain.as_bytes()]));

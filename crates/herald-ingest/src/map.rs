@@ -63,6 +63,12 @@ pub fn content<'r>(req: &Request<'r>) -> Result<Content<'r>, Rejection> {
 pub fn delivery_id(def: &IntegrationDef, c: &Content) -> Option<String> {
     let v = match def.dedupe.id.as_ref()? {
         DeliveryId::Header(h) => return c.header(h).filter(|s| !s.is_empty()).map(str::to_owned),
+        DeliveryId::FirstHeader(hs) => {
+            return hs
+                .iter()
+                .find_map(|h| c.header(h).filter(|s| !s.is_empty()))
+                .map(str::to_owned);
+        }
         DeliveryId::Pointer(p) => p.resolve(&c.body)?,
     };
     match v {
@@ -160,19 +166,23 @@ fn lookup(root: &Root, path: &[String], c: &Content, config: &Value) -> Value {
     at.clone()
 }
 
-/// The first hole of a template that names nothing in the request, as written.
+/// The first hole of a template that names nothing (or empty text) in the request, as written.
 fn absent_hole(parts: &[TemplatePart], c: &Content, config: &Value) -> Option<String> {
-    parts.iter().find_map(|p| match p {
-        TemplatePart::Path(root, path) if lookup(root, path, c, config).is_null() => {
-            let root = match root {
-                Root::Body => "body",
-                Root::Headers => "headers",
-                Root::Query => "query",
-                Root::Config => "config",
-            };
-            Some(format!("{{{{ {root}.{} }}}}", path.join(".")))
+    parts.iter().find_map(|p| {
+        let TemplatePart::Path(root, path) = p else {
+            return None;
+        };
+        let v = lookup(root, path, c, config);
+        if !(v.is_null() || v == "") {
+            return None;
         }
-        _ => None,
+        let root = match root {
+            Root::Body => "body",
+            Root::Headers => "headers",
+            Root::Query => "query",
+            Root::Config => "config",
+        };
+        Some(format!("{{{{ {root}.{} }}}}", path.join(".")))
     })
 }
 

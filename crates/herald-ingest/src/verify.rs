@@ -14,15 +14,18 @@ use subtle::ConstantTimeEq;
 use crate::{Rejection, Request};
 
 /// Checks `req` against `def`'s verification.
-pub fn verify(def: &IntegrationDef, req: &Request<'_>) -> Result<(), Rejection> {
+pub fn verify<'d>(
+    def: &'d IntegrationDef,
+    req: &Request<'_>,
+) -> Result<Option<&'d Secret>, Rejection> {
     let v = &def.verify;
     if v.scheme == Scheme::None {
-        return Ok(());
+        return Ok(None);
     }
     let mut last = Rejection::signature();
     for secret in &def.secrets {
         match verify_one(v, secret, req) {
-            Ok(()) => return Ok(()),
+            Ok(()) => return Ok(Some(secret)),
             // A missing or malformed header, or a stale timestamp, fails for every secret.
             Err(e) if e.reason != "signature" && e.reason != "token" => return Err(e),
             Err(e) => last = e,
@@ -400,6 +403,12 @@ fn twilio(v: &Verify, key: &[u8], req: &Request<'_>) -> Result<(), Rejection> {
         ) {
             return Err(Rejection::signature());
         }
+    } else if !req.body.iter().all(u8::is_ascii_whitespace) {
+        // The URL alone is signed: without its hash the body could be anything.
+        return Err(Rejection::new(
+            "signature",
+            "a body that is not a form is signed through `bodySHA256` in the URL, which is missing",
+        ));
     }
     check_mac(HmacAlgorithm::Sha1, key, &[&signed], &given)
 }

@@ -94,6 +94,9 @@ pub struct Verify {
 #[derive(Debug, Clone, PartialEq)]
 pub enum DeliveryId {
     Header(String),
+    /// The first of these headers the request has (Standard Webhooks' `webhook-id`, or Svix's
+    /// `svix-id` from senders that use Svix's own header names).
+    FirstHeader(Vec<String>),
     Pointer(Pointer),
 }
 

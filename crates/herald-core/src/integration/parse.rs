@@ -330,6 +330,13 @@ impl Builder<'_> {
                 "name the header the timestamp is in, e.g. `timestampHeader: X-Timestamp`",
             );
         }
+        if v.content.as_deref().is_some_and(|c| c.contains("{id}")) && v.id_header.is_none() {
+            self.cx.error(
+                map.span(),
+                "`verify.content` signs `{id}` but `idHeader` is missing",
+                "name the header the delivery id is in, e.g. `idHeader: X-Delivery-Id`",
+            );
+        }
         Some(known)
     }
 
@@ -374,6 +381,15 @@ impl Builder<'_> {
                      unless `scheme: none` is written",
                     scheme.secret_is()
                 ),
+            );
+        }
+        if let Some(problem) = secrets.iter().find_map(|s| scheme.key_problem(s))
+            && let Some(n) = node
+        {
+            self.cx.error(
+                n.span(),
+                format!("`secret` for `{}`: {problem}", scheme.as_str()),
+                format!("set it to {}", scheme.secret_is()),
             );
         }
         def.secrets = secrets.into_iter().map(Secret).collect();
@@ -424,7 +440,8 @@ impl Builder<'_> {
             && let Some(v) = self.number(n, "`limits.rate`")
         {
             limits.rate = u32::try_from(v).unwrap_or(u32::MAX);
-            limits.burst = limits.burst.max(limits.rate);
+            // The burst follows the rate unless written: two seconds' worth.
+            limits.burst = limits.rate.saturating_mul(2);
         }
         if let Some(n) = map.get_node("burst")
             && let Some(v) = self.number(n, "`limits.burst`")
@@ -466,7 +483,7 @@ impl Builder<'_> {
                     key.span(),
                     format!("`{name}` is not a valid event name"),
                     format!(
-                        "use letters, digits and - _ . (the event is raised as `{integration}:<name>`, at most {} characters)",
+                        "use letters, digits and - _ . @ + = | ~, no `:` (the event is raised as `{integration}:<name>`, at most {} characters in all)",
                         crate::ident::MAX_LEN
                     ),
                 );
@@ -584,9 +601,8 @@ impl Builder<'_> {
                 let items: Option<Vec<Mapping>> = list.iter().map(|n| self.mapping(n)).collect();
                 items.map(Mapping::Array)
             }
-            Node::Scalar(s) if !s.may_coerce() || is_null(s) => self
-                .scalar_mapping(s)
-                .or_else(|| Some(Mapping::Literal(to_json(node)))),
+            Node::Scalar(s) if is_null(s) => Some(Mapping::Literal(Value::Null)),
+            Node::Scalar(s) if !s.may_coerce() => self.scalar_mapping(s),
             Node::Scalar(s) => match to_json(node) {
                 Value::String(_) => self.scalar_mapping(s),
                 other => Some(Mapping::Literal(other)),
@@ -848,6 +864,17 @@ fn hole(expr: &str) -> Result<TemplatePart, String> {
             ));
         }
     };
+    // A hole reads one value: a path of names and indexes, nothing to compute.
+    let plain =
+        |c: char| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.' | '[' | ']' | '$' | '@');
+    if path.is_empty() && root != Root::Body && root != Root::Config {
+        return Err(format!("`{{{{ {expr} }}}}` names no header or parameter"));
+    }
+    if let Some(bad) = path.chars().find(|c| !plain(*c)) {
+        return Err(format!(
+            "`{{{{ {expr} }}}}` is not a path (`{bad}`): a hole reads one value and computes nothing"
+        ));
+    }
     let mut segs = Vec::new();
     for seg in path.split('.').filter(|s| !s.is_empty()) {
         // `items[0]` → `items`, `0`

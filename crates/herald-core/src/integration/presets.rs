@@ -144,6 +144,38 @@ impl Scheme {
         }
     }
 
+    /// Why `secret` cannot be this scheme's key, for the schemes whose key has a format: a
+    /// Standard Webhooks secret is base64 (after `whsec_`), Discord's public key 32 bytes in
+    /// hex, SendGrid's verification key base64 DER. Checked when the project loads, so a
+    /// mistyped key is a `herald check` error, not a 401 on every request.
+    pub fn key_problem(self, secret: &str) -> Option<String> {
+        use base64::Engine;
+        let b64 = |s: &str| {
+            base64::engine::general_purpose::STANDARD
+                .decode(s.trim())
+                .ok()
+        };
+        match self {
+            Scheme::StandardWebhooks => b64(secret.strip_prefix("whsec_").unwrap_or(secret))
+                .is_none()
+                .then(|| "the secret is not base64 after `whsec_`".to_owned()),
+            Scheme::Discord => {
+                let s = secret.trim();
+                (s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit())).then(|| {
+                    format!(
+                        "the public key is {} characters; Discord's is 64 hexadecimal digits",
+                        s.len()
+                    )
+                })
+            }
+            Scheme::Sendgrid => match b64(secret) {
+                Some(der) if der.first() == Some(&0x30) => None,
+                _ => Some("the verification key is not base64 DER (`MFkwEw…`)".to_owned()),
+            },
+            _ => None,
+        }
+    }
+
     /// How far a signed timestamp may be from now, either way, unless `tolerance` says.
     pub fn default_tolerance(self) -> Duration {
         match self {
@@ -159,7 +191,10 @@ pub(super) fn default_delivery_id(s: Scheme) -> Option<DeliveryId> {
     let header = |h: &str| Some(DeliveryId::Header(h.to_owned()));
     let pointer = |p: &str| Pointer::parse(p).ok().map(DeliveryId::Pointer);
     match s {
-        Scheme::StandardWebhooks => header("webhook-id"),
+        Scheme::StandardWebhooks => Some(DeliveryId::FirstHeader(vec![
+            "webhook-id".to_owned(),
+            "svix-id".to_owned(),
+        ])),
         Scheme::Github => header("x-github-delivery"),
         Scheme::Stripe => pointer("/id"),
         Scheme::Shopify => header("x-shopify-event-id"),

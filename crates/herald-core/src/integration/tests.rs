@@ -178,3 +178,80 @@ fn templates_read_paths_with_indexes_and_headers_in_lower_case() {
     );
     assert!(parse::template("{{ body.a").is_err());
 }
+
+#[test]
+fn a_hole_reads_one_value_and_computes_nothing() {
+    for bad in [
+        "{{ body.a || 'x' }}",
+        "{{ body.a + 1 }}",
+        "{{ headers }}",
+        "{{ body.a b }}",
+    ] {
+        assert!(parse::template(bad).is_err(), "{bad} should be refused");
+    }
+    assert!(parse::template("{{ body }}").is_ok());
+    assert!(parse::template("{{ body.event-data.id }}").is_ok());
+}
+
+#[test]
+fn a_null_literal_stays_null_and_a_quoted_one_stays_text() {
+    let def = parse(
+        "x",
+        "secret: s\nverify: {scheme: github}\nevents:\n  a:\n    payload: {n: null, t: ~, q: \"null\"}\n    route: {bot: shop, contact: /c}\n",
+    )
+    .expect("parses");
+    let Mapping::Object(fields) = &def.events[0].payload else {
+        panic!("an object mapping");
+    };
+    let lit = |k: &str| match fields.iter().find(|(f, _)| f == k) {
+        Some((_, Mapping::Literal(v))) => v.clone(),
+        other => panic!("{k}: {other:?}"),
+    };
+    assert_eq!(lit("n"), serde_json::Value::Null);
+    assert_eq!(lit("t"), serde_json::Value::Null);
+    assert_eq!(lit("q"), serde_json::json!("null"));
+}
+
+#[test]
+fn a_rate_alone_brings_a_burst_of_two_seconds() {
+    let def = parse(
+        "x",
+        "secret: s\nverify: {scheme: github}\nlimits: {rate: 10}\nevents:\n  a:\n    route: {bot: shop, contact: /c}\n",
+    )
+    .expect("parses");
+    assert_eq!((def.limits.rate, def.limits.burst), (10, 20));
+}
+
+#[test]
+fn keys_with_a_format_and_signed_ids_without_their_header_are_load_errors() {
+    let route = "events:\n  a:\n    route: {bot: shop, contact: /c}\n";
+    let all = errors(
+        "x",
+        &format!("secret: whsec_not*base64\nverify: {{scheme: standard-webhooks}}\n{route}"),
+    )
+    .join("\n");
+    assert!(all.contains("not base64 after `whsec_`"), "{all}");
+    let all = errors(
+        "x",
+        &format!("secret: abc123\nverify: {{scheme: discord}}\n{route}"),
+    )
+    .join("\n");
+    assert!(all.contains("64 hexadecimal digits"), "{all}");
+    let all = errors(
+        "x",
+        &format!("secret: not-a-key\nverify: {{scheme: sendgrid}}\n{route}"),
+    )
+    .join("\n");
+    assert!(all.contains("not base64 DER"), "{all}");
+    let all = errors(
+        "x",
+        &format!(
+            "secret: s\nverify: {{scheme: hmac, header: X-Sig, content: \"{{id}}.{{body}}\"}}\n{route}"
+        ),
+    )
+    .join("\n");
+    assert!(
+        all.contains("signs `{id}` but `idHeader` is missing"),
+        "{all}"
+    );
+}

@@ -224,10 +224,24 @@ pub fn lookup_path<'v>(value: &'v Value, path: &str) -> Option<&'v Value> {
     })
 }
 
-/// Whether a file stem can be a workflow id: `[A-Za-z0-9_.-]+`.
+/// Whether a file stem can be a workflow id: `[A-Za-z0-9_.-]+`, or an integration event's
+/// name (`shopify:newOrderCreated`: one `:` between two such parts), which the event starts.
 pub fn is_valid_workflow_id(id: &str) -> bool {
-    !id.is_empty()
-        && id
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    let part = |p: &str| {
+        !p.is_empty()
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+    };
+    match id.split_once(':') {
+        Some((integration, event)) => part(integration) && part(event),
+        None => part(id),
+    }
+}
+
+impl WorkflowDef {
+    /// Whether the integration event `event` (`shopify:newOrderCreated`) starts this workflow:
+    /// it is named in `on:`, or it is the workflow's id (the trigger of the same name).
+    pub fn listens_to(&self, event: &str) -> bool {
+        self.id == event || self.on.iter().any(|(on, _)| on == event)
+    }
 }
