@@ -275,20 +275,7 @@ async fn a_workflow_named_after_the_event_runs_for_the_routed_contact() {
     let e = edges().await;
     let (s, v) = e.order("edge", "w-1", 42, "wf1").await;
     assert_eq!(s, 200, "{v}");
-    let feed = eventually("the feed entry", async || {
-        let r = e
-            .server
-            .http
-            .get(e.server.url("/v1/subscribers/edge:wf1/notifications/feed"))
-            .header("authorization", format!("ApiKey {ADMIN}"))
-            .send()
-            .await
-            .expect("feed");
-        let (_, v) = status_json(r).await;
-        let data = v["data"].as_array().cloned().unwrap_or_default();
-        (!data.is_empty()).then_some(data)
-    })
-    .await;
+    let feed = e.server.wait_for_feed("edge:wf1").await;
     assert_eq!(feed[0]["content"], "Order 42 seen", "{feed:?}");
 }
 

@@ -318,23 +318,7 @@ async fn a_workflow_bound_to_the_event_runs_for_the_routed_contact() {
         .deliver("orders/create", "w-1", &order(5005, 55), Some(SECRET))
         .await;
     assert_eq!(s, 200, "{v}");
-    let feed = eventually("the feed entry", async || {
-        let r = shop
-            .server
-            .http
-            .get(
-                shop.server
-                    .url("/v1/subscribers/shopify:55/notifications/feed"),
-            )
-            .header("authorization", format!("ApiKey {ADMIN}"))
-            .send()
-            .await
-            .expect("feed");
-        let (_, v) = status_json(r).await;
-        let data = v["data"].as_array().cloned().unwrap_or_default();
-        (!data.is_empty()).then_some(data)
-    })
-    .await;
+    let feed = shop.server.wait_for_feed("shopify:55").await;
     assert_eq!(feed[0]["content"], "Order 5005 received", "{feed:?}");
 }
 

@@ -150,33 +150,7 @@ async fn scenario() {
         "no trigger was acknowledged before the kill"
     );
 
-    let missing: Vec<u64> = acked
-        .iter()
-        .filter(|x| !seen.contains_key(&x.n))
-        .map(|x| x.n)
-        .collect();
-    assert!(
-        missing.is_empty(),
-        "{} of {} acknowledged triggers have no feed entry after the restart (first: {:?})",
-        missing.len(),
-        acked.len(),
-        &missing[..missing.len().min(20)]
-    );
-    let twice: Vec<(&u64, &Vec<usize>)> = seen.iter().filter(|(_, s)| s.len() > 1).collect();
-    assert!(
-        twice.is_empty(),
-        "triggers delivered more than once (n → subscribers): {twice:?}"
-    );
-    let sent_to: BTreeMap<u64, usize> = issued.iter().map(|x| (x.n, x.target)).collect();
-    for (n, subs) in &seen {
-        let to = sent_to
-            .get(n)
-            .unwrap_or_else(|| panic!("feed entry n {n} in s{} was never sent", subs[0]));
-        assert_eq!(
-            subs[0], *to,
-            "feed entry n {n} landed in s{} but was sent to s{to}",
-            subs[0]
-        );
-    }
+    let required: Vec<u64> = acked.iter().map(|x| x.n).collect();
+    process::assert_exactly_once(&issued, &required, &seen, "feed entry");
     drop(second);
 }

@@ -205,23 +205,7 @@ async fn a_closed_github_issue_lands_in_its_authors_feed_and_the_setup_ping_is_i
     });
     let (s, v) = ex.github("issues", "d-1", &issue).await;
     assert_eq!((s, &v["status"]), (200, &json!("accepted")), "{v}");
-    let feed = eventually("the feed entry", async || {
-        let r = ex
-            .server
-            .http
-            .get(
-                ex.server
-                    .url("/v1/subscribers/github:octocat/notifications/feed"),
-            )
-            .header("authorization", format!("ApiKey {ADMIN}"))
-            .send()
-            .await
-            .expect("feed");
-        let (_, v) = status_json(r).await;
-        let data = v["data"].as_array().cloned().unwrap_or_default();
-        (!data.is_empty()).then_some(data)
-    })
-    .await;
+    let feed = ex.server.wait_for_feed("github:octocat").await;
     assert_eq!(feed[0]["subject"], "Issue #12 was closed", "{feed:?}");
     assert_eq!(
         feed[0]["content"],

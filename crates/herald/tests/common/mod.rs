@@ -191,6 +191,24 @@ impl TestServer {
         panic!("events still pending after 10 s");
     }
 
+    /// Polls the in-app feed of `subscriber` (notification API) until it has an entry; returns
+    /// its entries, newest first.
+    pub async fn wait_for_feed(&self, subscriber: &str) -> Vec<Value> {
+        eventually(&format!("a feed entry for {subscriber}"), async || {
+            let r = self
+                .http
+                .get(self.url(&format!("/v1/subscribers/{subscriber}/notifications/feed")))
+                .header("authorization", format!("ApiKey {ADMIN}"))
+                .send()
+                .await
+                .expect("feed");
+            let (_, v) = status_json(r).await;
+            let data = v["data"].as_array().cloned().unwrap_or_default();
+            (!data.is_empty()).then_some(data)
+        })
+        .await
+    }
+
     /// Polls a dialog until a reply with `text` shows up.
     pub async fn wait_for_text(&self, bot: &str, chat: &str, text: &str) -> Vec<Value> {
         for _ in 0..250 {

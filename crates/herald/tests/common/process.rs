@@ -1,5 +1,6 @@
 //! A `herald serve` child process for crash tests: the real binary, killed with SIGKILL.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -310,4 +311,43 @@ pub async fn gather<T>(
         odd.join("\n")
     );
     issued
+}
+
+/// The exactly-once checks of a crash test: every request in `required` (by number) left its
+/// trace, none left two, and each trace is in the target it was sent to. `seen` maps a request's
+/// number to the targets where its trace was found; `what` names a trace in messages.
+pub fn assert_exactly_once(
+    issued: &[Issued],
+    required: &[u64],
+    seen: &BTreeMap<u64, Vec<usize>>,
+    what: &str,
+) {
+    let missing: Vec<u64> = required
+        .iter()
+        .copied()
+        .filter(|n| !seen.contains_key(n))
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "{} of {} requests have no {what} after the restart (first: {:?})",
+        missing.len(),
+        required.len(),
+        &missing[..missing.len().min(20)]
+    );
+    let twice: Vec<(&u64, &Vec<usize>)> = seen.iter().filter(|(_, t)| t.len() > 1).collect();
+    assert!(
+        twice.is_empty(),
+        "requests with more than one {what} (n → targets): {twice:?}"
+    );
+    let sent_to: BTreeMap<u64, usize> = issued.iter().map(|x| (x.n, x.target)).collect();
+    for (n, targets) in seen {
+        let to = sent_to
+            .get(n)
+            .unwrap_or_else(|| panic!("a {what} for n {n}, which was never sent"));
+        assert_eq!(
+            targets[0], *to,
+            "the {what} of n {n} is in target {}, but n {n} was sent to {to}",
+            targets[0]
+        );
+    }
 }
