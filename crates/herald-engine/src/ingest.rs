@@ -35,10 +35,44 @@ pub struct Incoming {
     pub replay_of: Option<i64>,
 }
 
+/// What the sender's standing allows, decided once verification has spoken: the server's
+/// rate limits, kept apart for verified requests (the platform's quota) and for rejected ones
+/// (which must not use up that quota, nor fill the log).
+pub trait Gate: Send + Sync {
+    fn admit(&self, verified: bool) -> Admit;
+}
+
+/// A [`Gate`]'s answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admit {
+    /// Go on, and record the request.
+    Go,
+    /// Over the rate: answer 429, record nothing.
+    Wait(std::time::Duration),
+    /// A rejection past the rate of rejections worth logging: answer it, record nothing.
+    Unlogged,
+}
+
+/// Admits everything (a replay, which an admin started).
+pub struct Open;
+
+impl Gate for Open {
+    fn admit(&self, _verified: bool) -> Admit {
+        Admit::Go
+    }
+}
+
+/// The most of a rejected request's body the log keeps: enough to see what was sent, too
+/// little for anonymous senders to fill the disk.
+const REJECTED_BODY_KEPT: usize = 1024;
+
 /// What the server answers.
 #[derive(Debug)]
 pub struct Ingested {
-    pub outcome: IngestOutcome,
+    /// What was recorded; `None` when the gate said not to record.
+    pub outcome: Option<IngestOutcome>,
+    /// Over the rate: retry after this long (nothing was recorded).
+    pub retry_after: Option<std::time::Duration>,
     /// A handshake's answer, instead of the outcome.
     pub answer: Option<Answer>,
     /// Why the request was rejected or found invalid, for the answer's message.
@@ -150,6 +184,7 @@ impl Engine {
         &self,
         def: &IntegrationDef,
         inc: Incoming,
+        gate: &dyn Gate,
     ) -> Result<Ingested, EngineError> {
         let shared = self.shared();
         let url = format!(
@@ -165,7 +200,7 @@ impl Engine {
             body: &inc.body,
             now: inc.received_at,
         };
-        let decided = match decide(shared, def, &req, inc.replay_of.is_some()) {
+        let decided = match decide(shared, def, &req, inc.replay_of.is_some(), gate) {
             Decided::Handler(body, delivery_id) => {
                 let content = Content {
                     body,
@@ -180,12 +215,26 @@ impl Engine {
         let Incoming {
             method,
             path,
-            body,
+            mut body,
             received_at,
             replay_of,
             ..
         } = inc;
         let (mut verdict, events, answer, delivery_id) = match decided {
+            Decided::Busy(m) => return Err(EngineError::Busy(m)),
+            Decided::Refused(admit, verdict) => {
+                return Ok(Ingested {
+                    outcome: None,
+                    retry_after: match admit {
+                        Admit::Wait(d) => Some(d),
+                        Admit::Go | Admit::Unlogged => None,
+                    },
+                    answer: None,
+                    message: verdict.message,
+                    reason: verdict.reason,
+                    errors: Vec::new(),
+                });
+            }
             Decided::Nothing(v, answer) => (v, Vec::new(), answer, None),
             Decided::Handler(..) => (
                 Verdict::with(IngestStatus::HandlerError, "the handler did not run"),
@@ -206,6 +255,15 @@ impl Engine {
                 delivery_id,
             ),
         };
+        if verdict.status == IngestStatus::Rejected
+            && verdict.reason.as_deref() != Some("malformed_body")
+            && body.len() > REJECTED_BODY_KEPT
+        {
+            if let Value::Object(d) = &mut verdict.detail {
+                d.insert("bodyBytes".into(), json!(body.len()));
+            }
+            body.truncate(REJECTED_BODY_KEPT);
+        }
         let until = jiff::SignedDuration::try_from(def.dedupe.window)
             .ok()
             .and_then(|w| received_at.checked_add(w).ok());
@@ -233,7 +291,8 @@ impl Engine {
                     "integration" => def.name.clone(), "status" => outcome.status.as_str())
                 .increment(1);
                 Ok(Ingested {
-                    outcome: *outcome,
+                    outcome: Some(*outcome),
+                    retry_after: None,
                     answer,
                     message: verdict.message,
                     reason: reason.take(),
@@ -248,6 +307,10 @@ impl Engine {
 }
 
 enum Decided {
+    /// The handler could not run in time: nothing is recorded, the sender retries (503).
+    Busy(String),
+    /// The gate refused: nothing is recorded (why, for the answer).
+    Refused(Admit, Verdict),
     /// Nothing is raised: a rejection, a handshake, no matching event, an invalid payload.
     Nothing(Verdict, Option<Answer>),
     /// Events to raise, and the delivery id.
@@ -256,7 +319,19 @@ enum Decided {
     Handler(Value, Option<String>),
 }
 
-fn decide(shared: &Shared, def: &IntegrationDef, req: &Request<'_>, replay: bool) -> Decided {
+fn decide(
+    shared: &Shared,
+    def: &IntegrationDef,
+    req: &Request<'_>,
+    replay: bool,
+    gate: &dyn Gate,
+) -> Decided {
+    // The gate hears whether the sender proved itself; a rejection it will not log, or a
+    // request over the rate, ends here.
+    let refused = |verified: bool, v: Verdict| match gate.admit(verified) {
+        Admit::Go => None,
+        a => Some(Decided::Refused(a, v)),
+    };
     let mut verified = None;
     if replay && handshake::is_subscription(def, req) {
         let v = Verdict::with(IngestStatus::Ignored, "a subscription handshake");
@@ -266,14 +341,24 @@ fn decide(shared: &Shared, def: &IntegrationDef, req: &Request<'_>, replay: bool
         match handshake::unsigned(def, req) {
             Some(Ok(answer)) => {
                 let v = Verdict::with(IngestStatus::Ignored, "a subscription handshake");
-                return Decided::Nothing(v, Some(answer));
+                return refused(true, Verdict::with(IngestStatus::Ignored, ""))
+                    .unwrap_or(Decided::Nothing(v, Some(answer)));
             }
-            Some(Err(r)) => return Decided::Nothing(Verdict::rejected(r), None),
+            Some(Err(r)) => {
+                return refused(false, Verdict::rejected(r.clone()))
+                    .unwrap_or(Decided::Nothing(Verdict::rejected(r), None));
+            }
             None => {}
         }
         match verify::verify(def, req) {
             Ok(secret) => verified = secret,
-            Err(r) => return Decided::Nothing(Verdict::rejected(r), None),
+            Err(r) => {
+                return refused(false, Verdict::rejected(r.clone()))
+                    .unwrap_or(Decided::Nothing(Verdict::rejected(r), None));
+            }
+        }
+        if let Some(d) = refused(true, Verdict::with(IngestStatus::Accepted, "")) {
+            return d;
         }
     }
     let content = match map::content(req) {
@@ -421,7 +506,8 @@ impl Engine {
         });
         let returned = match handlers.run(&def.name, req, def.config.clone()).await {
             Ok(v) => v,
-            Err(m) => {
+            Err(crate::ingest_js::Failure::Busy(m)) => return Decided::Busy(m),
+            Err(crate::ingest_js::Failure::Script(m)) => {
                 let v = Verdict::with(
                     IngestStatus::HandlerError,
                     format!("the handler failed: {m}"),

@@ -2,6 +2,8 @@
 //! threads) with every integration's handler compiled once, fed through a bounded queue. It is
 //! started only when some integration has a handler; declared `events:` never come here.
 
+use std::time::{Duration, Instant};
+
 use herald_core::Project;
 use herald_script::{Limits, Sandbox, ScriptError};
 use serde_json::Value;
@@ -11,7 +13,18 @@ struct Job {
     name: String,
     req: Value,
     config: Value,
-    reply: oneshot::Sender<Result<Value, ScriptError>>,
+    queued: Instant,
+    reply: oneshot::Sender<Result<Value, Failure>>,
+}
+
+/// Why a handler gave no events.
+#[derive(Debug)]
+pub(crate) enum Failure {
+    /// It ran and failed (threw, ran out of budget, …): the request's own fault.
+    Script(String),
+    /// It did not run: the queue was too long to answer in time, or the thread is gone. The
+    /// sender should retry later (a 503, nothing recorded).
+    Busy(String),
 }
 
 pub(crate) struct Handlers {
@@ -20,6 +33,11 @@ pub(crate) struct Handlers {
 
 /// Handlers waiting to run; beyond it, requests wait for room.
 const QUEUE: usize = 1024;
+
+/// The longest a request waits for its handler to start. Platforms give up after 3 s (Slack)
+/// to 10 s (GitHub); a request still queued after this is answered 503 instead of running
+/// late for a sender that has gone.
+const QUEUE_WAIT: Duration = Duration::from_secs(2);
 
 impl Handlers {
     /// Starts the thread when the project has handlers.
@@ -52,7 +70,19 @@ impl Handlers {
                     }
                 }
                 while let Some(job) = rx.blocking_recv() {
-                    let out = sandbox.run_handler(&job.name, &job.req, &job.config);
+                    // The caller left (its connection closed): nobody wants the result.
+                    if job.reply.is_closed() {
+                        continue;
+                    }
+                    if job.queued.elapsed() > QUEUE_WAIT {
+                        let _ = job.reply.send(Err(Failure::Busy(
+                            "integration handlers are busy; retry later".into(),
+                        )));
+                        continue;
+                    }
+                    let out = sandbox
+                        .run_handler(&job.name, &job.req, &job.config)
+                        .map_err(|e: ScriptError| Failure::Script(e.message));
                     let _ = job.reply.send(out);
                 }
             });
@@ -63,23 +93,34 @@ impl Handlers {
         Some(Self { tx })
     }
 
-    /// Runs the handler of integration `name`; its error as text.
-    pub(crate) async fn run(&self, name: &str, req: Value, config: Value) -> Result<Value, String> {
+    /// Runs the handler of integration `name`.
+    pub(crate) async fn run(
+        &self,
+        name: &str,
+        req: Value,
+        config: Value,
+    ) -> Result<Value, Failure> {
         let (reply, answer) = oneshot::channel();
         let job = Job {
             name: name.to_owned(),
             req,
             config,
+            queued: Instant::now(),
             reply,
         };
-        self.tx
-            .send(job)
-            .await
-            .map_err(|_| "the handler thread is not running".to_owned())?;
+        let busy = || Failure::Busy("integration handlers are busy; retry later".into());
+        match tokio::time::timeout(QUEUE_WAIT, self.tx.send(job)).await {
+            Err(_) => return Err(busy()),
+            Ok(Err(_)) => {
+                return Err(Failure::Busy(
+                    "the handler thread is not running".to_owned(),
+                ));
+            }
+            Ok(Ok(())) => {}
+        }
         match answer.await {
-            Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(e.message),
-            Err(_) => Err("the handler thread stopped".to_owned()),
+            Ok(out) => out,
+            Err(_) => Err(Failure::Busy("the handler thread stopped".to_owned())),
         }
     }
 }

@@ -90,6 +90,9 @@ pub enum EngineError {
     ShuttingDown,
     #[error("{0}")]
     Startup(String),
+    /// Overloaded for now (the integration handlers' queue): retry shortly.
+    #[error("{0}")]
+    Busy(String),
 }
 
 /// State shared by the HTTP layer, the workers and the commit tasks.

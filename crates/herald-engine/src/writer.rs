@@ -51,10 +51,15 @@ pub(crate) async fn submit(
     tx: &mpsc::Sender<AcceptRequest>,
     item: AcceptItem,
 ) -> Result<AcceptOutcome, EngineError> {
+    // One permit per event the item may raise, so that a handler's fan-out is bounded too.
+    let weight = match &item {
+        AcceptItem::Ingest(n) => n.events.len().clamp(1, shared.config.max_in_flight.max(1)),
+        _ => 1,
+    };
     let permit = shared
         .in_flight
         .clone()
-        .acquire_owned()
+        .acquire_many_owned(u32::try_from(weight).unwrap_or(1))
         .await
         .map_err(|_| EngineError::ShuttingDown)?;
     let (reply, rx) = oneshot::channel();
@@ -402,10 +407,16 @@ fn act(shared: &Shared, f: Finished) {
             }
             AcceptOutcome::Ingest(i) => {
                 accepted_events += i.events.len() as u64;
-                // The request's permit rides its first event; the others ride none.
+                // Each event rides one of the request's permits (it took one per event).
                 let mut permit = Some(permit);
-                for e in &i.events {
-                    accepted.push((e.clone(), permit.take()));
+                let last = i.events.len().saturating_sub(1);
+                for (k, e) in i.events.iter().enumerate() {
+                    let own = if k < last {
+                        permit.as_mut().and_then(|p| p.split(1))
+                    } else {
+                        permit.take()
+                    };
+                    accepted.push((e.clone(), own));
                 }
                 if i.triggered {
                     shared.notify_alarm.due_at(jiff::Timestamp::MIN);

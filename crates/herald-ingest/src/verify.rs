@@ -152,8 +152,9 @@ fn check_mac(
     parts: &[&[u8]],
     given: &[u8],
 ) -> Result<(), Rejection> {
+    // An empty key is no secret: anyone could compute the MAC.
     let want = mac(alg, key, parts);
-    if !want.is_empty() && bool::from(want.ct_eq(given)) {
+    if !key.is_empty() && !want.is_empty() && bool::from(want.ct_eq(given)) {
         Ok(())
     } else {
         Err(Rejection::signature())
@@ -168,11 +169,12 @@ fn check_any(
     given: &[Vec<u8>],
 ) -> Result<(), Rejection> {
     let want = mac(alg, key, parts);
-    let mut ok = false;
+    let mut any = false;
     for g in given {
-        ok |= bool::from(want.ct_eq(g));
+        any |= bool::from(want.ct_eq(g));
     }
-    if ok {
+    // An empty key is no secret: anyone could compute the MAC.
+    if any && !key.is_empty() {
         Ok(())
     } else {
         Err(Rejection::signature())
@@ -194,7 +196,11 @@ fn fresh(v: &Verify, name: &str, raw: &str, now: Timestamp) -> Result<i64, Rejec
         .parse()
         .map_err(|_| Rejection::malformed(name, "not a Unix timestamp"))?;
     let secs = if n > 100_000_000_000 { n / 1000 } else { n };
-    let skew = (now.as_second() - secs).unsigned_abs();
+    // A timestamp so far off that the difference overflows is as stale as any.
+    let skew = now
+        .as_second()
+        .checked_sub(secs)
+        .map_or(u64::MAX, i64::unsigned_abs);
     if skew > v.tolerance.as_secs() {
         return Err(Rejection::new(
             "stale",

@@ -104,6 +104,11 @@ impl From<herald_engine::EngineError> for ApiError {
             herald_engine::EngineError::ShuttingDown => {
                 Self::unavailable("the server is shutting down")
             }
+            herald_engine::EngineError::Busy(m) => {
+                let mut e = Self::unavailable(m);
+                e.retry_after = Some(1);
+                e
+            }
             other => Self::unavailable(format!("storage is unavailable: {other}")),
         }
     }

@@ -17,7 +17,7 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use governor::{Quota, RateLimiter, clock::Clock};
 use herald_core::integration::{IntegrationDef, Scheme};
-use herald_engine::ingest::{Incoming, Ingested};
+use herald_engine::ingest::{Admit, Gate, Incoming, Ingested, Open};
 use herald_ingest::handshake::Answer;
 use herald_store::{IngestFilter, IngestRecord, IngestStatus};
 use serde::Deserialize;
@@ -29,23 +29,58 @@ use crate::error::{ApiError, ApiQuery, content_type, is_json};
 
 type Direct = governor::DefaultDirectRateLimiter;
 
-/// One rate limiter per integration with a rate (its own quota).
+/// Rejected requests logged per second and integration (and the burst): enough to see what
+/// goes wrong, too few for an anonymous sender to fill the disk. Past it they are answered the
+/// same and counted in `herald_ingest_unlogged_total`.
+const LOGGED_REJECTIONS: (u32, u32) = (10, 50);
+
+/// Per integration: the rate of verified requests (`limits`, the platform's quota, `None`
+/// without a limit) and the rate at which rejected ones are logged.
 #[derive(Default)]
-pub struct IngestLimiters(HashMap<String, Direct>);
+pub struct IngestLimiters(HashMap<String, (Option<Direct>, Direct)>);
 
 impl IngestLimiters {
     pub fn new(project: &herald_core::Project) -> Self {
         let mut map = HashMap::new();
+        let per_second = |rate: u32, burst: u32| {
+            let rate = NonZeroU32::new(rate)?;
+            let burst = NonZeroU32::new(burst).unwrap_or(rate);
+            Some(RateLimiter::direct(
+                Quota::per_second(rate).allow_burst(burst),
+            ))
+        };
         for (name, def) in &project.integrations {
-            if let Some(rate) = NonZeroU32::new(def.limits.rate) {
-                let burst = NonZeroU32::new(def.limits.burst).unwrap_or(rate);
-                map.insert(
-                    name.clone(),
-                    RateLimiter::direct(Quota::per_second(rate).allow_burst(burst)),
-                );
+            let (r, b) = LOGGED_REJECTIONS;
+            if let Some(rejections) = per_second(r, b) {
+                let verified = per_second(def.limits.rate, def.limits.burst);
+                map.insert(name.clone(), (verified, rejections));
             }
         }
         Self(map)
+    }
+}
+
+/// The gate of one request to integration `name`.
+struct Limits<'a>(Option<&'a (Option<Direct>, Direct)>);
+
+impl Gate for Limits<'_> {
+    fn admit(&self, verified: bool) -> Admit {
+        let Some((quota, rejections)) = self.0 else {
+            return Admit::Go;
+        };
+        if !verified {
+            if rejections.check().is_ok() {
+                return Admit::Go;
+            }
+            metrics::counter!("herald_ingest_unlogged_total").increment(1);
+            return Admit::Unlogged;
+        }
+        match quota.as_ref().map(|q| q.check()) {
+            Some(Err(until)) => {
+                Admit::Wait(until.wait_time_from(governor::clock::DefaultClock::default().now()))
+            }
+            _ => Admit::Go,
+        }
     }
 }
 
@@ -88,21 +123,6 @@ pub async fn webhook(
 
 /// Reads the request within the integration's limits and runs it through the engine.
 async fn receive(st: &AppState, def: &IntegrationDef, req: Request) -> Result<Response, ApiError> {
-    if let Some(lim) = st.ingest_limiters.0.get(&def.name)
-        && let Err(until) = lim.check()
-    {
-        let wait = until.wait_time_from(governor::clock::DefaultClock::default().now());
-        let mut e = ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "rate_limited",
-            format!(
-                "too many requests to integration `{}`; retry later",
-                def.name
-            ),
-        );
-        e.retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
-        return Err(e);
-    }
     let limit = def.limits.body_bytes.unwrap_or(st.body_limit);
     let (parts, body) = req.into_parts();
     let declared = parts
@@ -144,7 +164,22 @@ async fn receive(st: &AppState, def: &IntegrationDef, req: Request) -> Result<Re
                 "the request body did not arrive in time",
             )
         })?
-        .map_err(|_| too_large())?;
+        .map_err(|e| {
+            // Past the limit is 413; a body that breaks off or is badly framed is the sender's
+            // mistake too, but not a size problem.
+            let over = std::error::Error::source(&e)
+                .is_some_and(|s| s.is::<http_body_util::LengthLimitError>())
+                || e.into_inner().is::<http_body_util::LengthLimitError>();
+            if over {
+                too_large()
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    "bad_request",
+                    "the request body could not be read (it broke off or is badly framed)",
+                )
+            }
+        })?;
     let mut headers = BTreeMap::new();
     for (k, v) in &parts.headers {
         if let Ok(v) = v.to_str() {
@@ -171,19 +206,42 @@ async fn receive(st: &AppState, def: &IntegrationDef, req: Request) -> Result<Re
         received_at: st.engine.shared().clock.now(),
         replay_of: None,
     };
-    let done = st.engine.ingest(def, incoming).await?;
-    Ok(answer(done))
+    let gate = Limits(st.ingest_limiters.0.get(&def.name));
+    let done = st.engine.ingest(def, incoming, &gate).await?;
+    Ok(answer(&def.name, done))
 }
 
 /// The answer to an ingested request.
-fn answer(done: Ingested) -> Response {
+fn answer(name: &str, done: Ingested) -> Response {
     if let Some(a) = done.answer {
         return match a {
             Answer::Json(v) => (StatusCode::OK, axum::Json(v)).into_response(),
             Answer::Text(t) => (StatusCode::OK, t).into_response(),
         };
     }
-    let o = &done.outcome;
+    let Some(o) = &done.outcome else {
+        // Not recorded: over the rate, or a rejection past the rate of logged ones.
+        let mut e = match done.retry_after {
+            Some(wait) => {
+                let mut e = ApiError::new(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "rate_limited",
+                    format!("too many requests to integration `{name}`; retry later"),
+                );
+                e.retry_after = Some(wait.as_secs_f64().ceil().max(1.0) as u64);
+                e
+            }
+            None => ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "verification_failed",
+                done.message.clone().unwrap_or_default(),
+            ),
+        };
+        if done.retry_after.is_none() {
+            e.details = Some(json!({"reason": done.reason, "requestId": null}));
+        }
+        return e.into_response();
+    };
     let message = done.message.clone().unwrap_or_default();
     let first = o.event_ids.first().cloned();
     let ok = |status: StatusCode, body: Value| (status, axum::Json(body)).into_response();
@@ -384,6 +442,6 @@ pub async fn replay(
         received_at: st.engine.shared().clock.now(),
         replay_of: Some(r.id),
     };
-    let done = st.engine.ingest(&def, incoming).await?;
-    Ok(answer(done))
+    let done = st.engine.ingest(&def, incoming, &Open).await?;
+    Ok(answer(&def.name, done))
 }

@@ -313,8 +313,12 @@ pub(crate) fn purge(
 ) -> Result<u64> {
     let requests = tx
         .prepare_cached(
+            // The newest request always stays: request ids come from the largest one, and a
+            // client or a log entry (`replayOf`, `detail.first`) may still name an old id.
             "DELETE FROM ingest_requests WHERE id IN
-               (SELECT id FROM ingest_requests WHERE received_at < ?1 ORDER BY id LIMIT ?2)",
+               (SELECT id FROM ingest_requests WHERE received_at < ?1
+                  AND id < (SELECT max(id) FROM ingest_requests)
+                ORDER BY id LIMIT ?2)",
         )
         .map_err(backend)?
         .execute(params![before.as_millisecond(), limit as i64])

@@ -229,7 +229,44 @@ pub(crate) async fn ingest_requests_are_recorded_deduplicated_and_routed(store: 
         )
         .await
         .expect("list");
-    assert_eq!(left.len(), 2, "the requests received after the cut stay");
+    let cut = t0 + SignedDuration::from_secs(1);
+    let after_cut = left.iter().filter(|r| r.received_at >= cut).count();
+    assert_eq!(after_cut, 2, "the requests received after the cut stay");
+    let kept_before: Vec<i64> = left
+        .iter()
+        .filter(|r| r.received_at < cut)
+        .map(|r| r.id)
+        .collect();
+    let max_id = left.iter().map(|r| r.id).max().unwrap_or_default();
+    assert!(
+        kept_before.is_empty() || kept_before == [max_id],
+        "only the newest request may stay from before the cut: {kept_before:?}"
+    );
+
+    // Purging everything keeps the newest request, so a request id is never given twice.
+    let newest = left.iter().map(|r| r.id).max().unwrap_or_default();
+    store
+        .purge_ingest(
+            window + SignedDuration::from_hours(24 * 400),
+            window + SignedDuration::from_hours(24 * 400),
+            1000,
+        )
+        .await
+        .expect("purge all");
+    let later = record(
+        store,
+        accepted(
+            request(None, t0 + SignedDuration::from_secs(5)),
+            Vec::new(),
+            window,
+        ),
+    )
+    .await;
+    assert!(
+        later.request_id > newest,
+        "request id {} after a purge reuses one up to {newest}",
+        later.request_id
+    );
     let handled: Vec<HandledEvent> = store
         .unhandled_events(0, 10_000)
         .await

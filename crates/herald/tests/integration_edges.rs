@@ -23,7 +23,7 @@ states:
     a: hi
   Order:
     noContext: true
-    event!: [edge:order, plain:order, slow:order, big:order]
+    event!: [edge:order, plain:order, slow:order, big:order, loops:order]
     a: "order {{ $request.data.n }}"
 "#;
 
@@ -60,6 +60,11 @@ async fn edges() -> Edges {
         ),
         ("integrations/slack.yaml", SLACK.to_owned()),
         ("workflows/edge:order.yaml", NAMED_WORKFLOW.to_owned()),
+        (
+            "integrations/loops.yaml",
+            "secret: loop-token\nverify: {scheme: bearer}\nevents:\n  order:\n    route: {bot: shop, contact: /customer}\nhandler: loops.js\n".to_owned(),
+        ),
+        ("integrations/loops.js", "while (true) {}\n".to_owned()),
     ];
     for (path, text) in files {
         let p = project.path().join(path);
@@ -287,6 +292,8 @@ async fn the_log_is_purged_after_the_retention_but_not_within_a_dedupe_window() 
     let e = edges().await;
     let (_, first) = e.order("edge", "r-1", 1, "ret1").await;
     assert_eq!(first["status"], "accepted", "{first}");
+    let (_, second) = e.order("edge", "r-2", 2, "ret1").await;
+    assert_eq!(second["status"], "accepted", "{second}");
     let engine = e
         .server
         .running
@@ -302,18 +309,133 @@ async fn the_log_is_purged_after_the_retention_but_not_within_a_dedupe_window() 
         .await
         .expect("purge");
     assert!(
-        purged <= 1,
-        "at most the delivery id (7 days) goes: {purged}"
+        purged <= 2,
+        "at most the delivery ids (7 days) go: {purged}"
     );
     assert_eq!(
         e.log("edge").await.len(),
-        1,
+        2,
         "within the longest window (40 days) the log stays"
     );
     let purged = engine
         .purge_ingest(now + jiff::SignedDuration::try_from(41 * day).expect("span"))
         .await
         .expect("purge");
-    assert!(purged >= 1, "the request goes: {purged}");
-    assert!(e.log("edge").await.is_empty());
+    assert!(purged >= 1, "the older request goes: {purged}");
+    let left = e.log("edge").await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert_eq!(
+        left[0]["id"], second["requestId"],
+        "the newest request stays, so that request ids are never given twice"
+    );
+}
+
+/// Requests that fail verification use neither the platform's quota nor the disk: they do not
+/// count against `limits.rate`, at most 50 at once (then 10/s) are logged, and a logged one
+/// keeps only the first KiB of its body.
+#[tokio::test]
+async fn unsigned_floods_neither_use_the_platforms_quota_nor_fill_the_log() {
+    let e = edges().await;
+    let post = |name: &'static str, body: Vec<u8>| {
+        e.server
+            .http
+            .post(e.server.url(&format!("/integrations/{name}/webhook")))
+            .header("content-type", "application/json")
+            .header("x-hub-signature-256", "sha256=00")
+            .body(body)
+            .send()
+    };
+    let mut unlogged = 0;
+    for i in 0..80 {
+        let r = post(
+            "slow",
+            format!(r#"{{"n": {i}, "customer": "f"}}"#).into_bytes(),
+        )
+        .await
+        .expect("send");
+        let (s, v) = status_json(r).await;
+        assert_eq!(s, 401, "{v}");
+        if v["error"]["details"]["requestId"].is_null() {
+            unlogged += 1;
+        }
+    }
+    assert!(
+        unlogged >= 20,
+        "past the burst, rejections go unlogged: {unlogged}"
+    );
+    let logged = e.log("slow").await.len();
+    assert!(logged <= 60, "{logged} rejections logged");
+    // The platform's own (rate 1/s, burst 2) still gets through.
+    let (s, v) = e.order("slow", "after-flood", 1, "f").await;
+    assert_eq!((s, &v["status"]), (200, &json!("accepted")), "{v}");
+
+    let big = format!(
+        r#"{{"n": 1, "customer": "f", "pad": "{}"}}"#,
+        "x".repeat(100_000)
+    );
+    let r = post("big", big.into_bytes()).await.expect("send");
+    let (s, v) = status_json(r).await;
+    assert_eq!(s, 401, "{v}");
+    let id = v["error"]["details"]["requestId"].as_i64().expect("logged");
+    let (s, one) = e
+        .server
+        .get(&format!("/api/v1/integrations/big/requests/{id}"))
+        .await;
+    assert_eq!(s, 200, "{one}");
+    assert_eq!(
+        one["body"].as_str().map(str::len),
+        Some(1024),
+        "{}",
+        one["detail"]
+    );
+    assert!(
+        one["detail"]["bodyBytes"]
+            .as_u64()
+            .is_some_and(|n| n > 100_000),
+        "{}",
+        one["detail"]
+    );
+}
+
+/// One thread runs every integration's handlers. When handlers that use their whole budget
+/// queue up, a request that could not start within 2 s is answered 503 with Retry-After (the
+/// platform retries; nothing is recorded) instead of running after the platform gave up.
+#[tokio::test]
+async fn a_request_whose_handler_cannot_start_in_time_is_503_and_not_recorded() {
+    let e = edges().await;
+    let sends = (0..6).map(|i| {
+        e.server
+            .http
+            .post(e.server.url("/integrations/loops/webhook"))
+            .bearer_auth("loop-token")
+            .json(&json!({"n": i, "customer": "l1"}))
+            .send()
+    });
+    let answers = futures_util::future::join_all(sends).await;
+    let mut statuses = Vec::new();
+    for r in answers {
+        let r = r.expect("send");
+        let retry = r.headers().get("retry-after").is_some();
+        let (s, v) = status_json(r).await;
+        statuses.push((s, v["error"]["code"].clone(), retry));
+    }
+    let busy = statuses.iter().filter(|(s, _, _)| *s == 503).count();
+    let failed = statuses.iter().filter(|(s, _, _)| *s == 422).count();
+    assert!(busy >= 1, "{statuses:?}");
+    assert!(
+        failed >= 1,
+        "the first ones ran and ran out of budget: {statuses:?}"
+    );
+    assert!(
+        statuses
+            .iter()
+            .filter(|(s, _, _)| *s == 503)
+            .all(|(_, code, retry)| code == "unavailable" && *retry),
+        "{statuses:?}"
+    );
+    assert_eq!(
+        e.log("loops").await.len(),
+        failed,
+        "only the handler errors are logged: {statuses:?}"
+    );
 }

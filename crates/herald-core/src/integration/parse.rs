@@ -330,6 +330,20 @@ impl Builder<'_> {
                 "name the header the timestamp is in, e.g. `timestampHeader: X-Timestamp`",
             );
         }
+        if v.scheme == Scheme::Hmac
+            && v.timestamp_header.is_some()
+            && !v
+                .content
+                .as_deref()
+                .is_some_and(|c| c.contains("{timestamp}"))
+        {
+            // A timestamp nobody signed can be set to now by whoever replays a request.
+            self.cx.error(
+                map.span(),
+                "`timestampHeader` is given but `verify.content` does not sign `{timestamp}`",
+                "sign it, e.g. `content: \"{timestamp}.{body}\"`, or remove `timestampHeader`",
+            );
+        }
         if v.content.as_deref().is_some_and(|c| c.contains("{id}")) && v.id_header.is_none() {
             self.cx.error(
                 map.span(),

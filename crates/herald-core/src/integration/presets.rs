@@ -156,9 +156,18 @@ impl Scheme {
                 .ok()
         };
         match self {
-            Scheme::StandardWebhooks => b64(secret.strip_prefix("whsec_").unwrap_or(secret))
-                .is_none()
-                .then(|| "the secret is not base64 after `whsec_`".to_owned()),
+            Scheme::StandardWebhooks => {
+                match b64(secret.strip_prefix("whsec_").unwrap_or(secret)) {
+                    None => Some("the secret is not base64 after `whsec_`".to_owned()),
+                    // Standard Webhooks' secrets are 24 to 64 bytes; an empty one signs
+                    // for anyone (`whsec_${UNSET}`).
+                    Some(key) if key.len() < 16 => Some(format!(
+                        "the secret decodes to {} bytes, too few to be a secret (at least 16)",
+                        key.len()
+                    )),
+                    Some(_) => None,
+                }
+            }
             Scheme::Discord => {
                 let s = secret.trim();
                 (s.len() != 64 || !s.bytes().all(|b| b.is_ascii_hexdigit())).then(|| {
@@ -205,7 +214,10 @@ pub(super) fn default_delivery_id(s: Scheme) -> Option<DeliveryId> {
         Scheme::Discord => pointer("/id"),
         Scheme::Paddle => pointer("/event_id"),
         Scheme::Square => pointer("/event_id"),
-        Scheme::Mailgun => pointer("/event-data/id"),
+        // The signed token, not the unsigned event id: Mailgun signs only timestamp and
+        // token, so remembering the token is what stops a signature being reused with
+        // another body.
+        Scheme::Mailgun => pointer("/signature/token"),
         Scheme::Zoom | Scheme::Meta | Scheme::Sendgrid => None,
         Scheme::None | Scheme::Hmac | Scheme::Bearer | Scheme::Basic => None,
     }
